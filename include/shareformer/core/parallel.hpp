@@ -1,0 +1,62 @@
+// SPDX-License-Identifier: MIT
+// Thread-count resolution and a static parallel-for over a range of work items (OpenMP when present).
+#pragma once
+
+#include <shareformer/core/types.hpp>
+
+#include <algorithm>
+#include <thread>
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+namespace shareformer {
+
+/// Threads used when a caller passes 0: the hardware's.
+inline int hardware_threads() {
+  const unsigned n = std::thread::hardware_concurrency();
+  return n == 0 ? 1 : static_cast<int>(n);
+}
+
+namespace detail {
+
+inline int resolve_threads(int threads) { return threads > 0 ? threads : hardware_threads(); }
+
+/// Calls body(begin, end, thread) on `threads` contiguous chunks of [0, count), in parallel when
+/// OpenMP is enabled. Chunks are whole multiples of `grain` except the last.
+template <typename Body>
+void parallel_chunks(Index count, Index grain, int threads, Body&& body) {
+  const Index units = (count + grain - 1) / grain;
+  const int n = static_cast<int>(std::min<Index>(std::max(threads, 1), std::max<Index>(units, 1)));
+  auto run = [&](int t) {
+    const Index u0 = units * t / n, u1 = units * (t + 1) / n;
+    const Index begin = std::min(count, u0 * grain), end = std::min(count, u1 * grain);
+    if (begin < end) body(begin, end, t);
+  };
+#if defined(_OPENMP)
+  if (n > 1) {
+#pragma omp parallel for num_threads(n) schedule(static, 1)
+    for (int t = 0; t < n; ++t) run(t);
+    return;
+  }
+#endif
+  for (int t = 0; t < n; ++t) run(t);
+}
+
+/// Calls body(item, thread) for each item in [0, count), items dealt dynamically to `threads`.
+template <typename Body>
+void parallel_items(Index count, int threads, Body&& body) {
+  const int n = static_cast<int>(std::min<Index>(std::max(threads, 1), std::max<Index>(count, 1)));
+#if defined(_OPENMP)
+  if (n > 1) {
+#pragma omp parallel for num_threads(n) schedule(dynamic, 1)
+    for (Index i = 0; i < count; ++i) body(i, omp_get_thread_num());
+    return;
+  }
+#endif
+  for (Index i = 0; i < count; ++i) body(i, 0);
+}
+
+}  // namespace detail
+}  // namespace shareformer

@@ -1,0 +1,116 @@
+// SPDX-License-Identifier: MIT
+// MultiHeadAttention (fused QKV projection) and AttentionSublayer (attention + its LayerNorm).
+#pragma once
+
+#include <shareformer/core/batch.hpp>
+#include <shareformer/core/config.hpp>
+#include <shareformer/layers/layer_norm.hpp>
+#include <shareformer/layers/linear.hpp>
+#include <shareformer/layers/workspace.hpp>
+#include <shareformer/ops/attention.hpp>
+
+namespace shareformer {
+
+/// Multi-head self-attention: QKV = x W_qkv + b_qkv with W_qkv (d_model, 3 d_model) = [W_q | W_k |
+/// W_v], scaled dot-product attention per head, then the output projection (d_model, d_model).
+template <typename T>
+class MultiHeadAttention {
+ public:
+  MultiHeadAttention() = default;
+  /// Zero weights. Throws ConfigError when c is invalid (e.g. d_model not divisible by n_heads).
+  explicit MultiHeadAttention(const BlockConfig& c)
+      : qkv_((c.validate(), c.d_model), 3 * c.d_model),
+        out_(c.d_model, c.d_model),
+        n_heads_(c.n_heads),
+        causal_(c.causal) {}
+
+  Index d_model() const { return out_.out_features(); }
+  Index n_heads() const { return n_heads_; }
+  Index d_head() const { return d_model() / n_heads_; }
+  bool causal() const { return causal_; }
+  Index parameter_count() const { return qkv_.parameter_count() + out_.parameter_count(); }
+
+  const Linear<T>& qkv() const { return qkv_; }
+  Linear<T>& qkv() { return qkv_; }
+  const Linear<T>& out() const { return out_; }
+  Linear<T>& out() { return out_; }
+
+  /// y += Attention(x). x, y (batch.tokens(), d_model), distinct.
+  void forward_accumulate(ConstMatrixRef<T> x, const Batch& batch, MatrixRef<T> y, Workspace<T>& ws,
+                          int threads) const {
+    // (tokens, 3 * d_model)
+    qkv_.forward(x, ws.qkv, threads);
+    // (tokens, d_model)
+    ops::attention<T>(ws.qkv, batch, n_heads_, causal_, ws.context, ws.scores, threads);
+    out_.forward_accumulate(ws.context, y, threads);
+  }
+
+  template <typename Rng>
+  void randomize(Rng& rng, double stddev, double bias_stddev) {
+    qkv_.randomize(rng, stddev, bias_stddev);
+    out_.randomize(rng, stddev, bias_stddev);
+  }
+
+ private:
+  Linear<T> qkv_;
+  Linear<T> out_;
+  Index n_heads_ = 1;
+  bool causal_ = false;
+};
+
+namespace detail {
+/// Applies a residual branch with its LayerNorm in place on h (tokens, d_model): post-LN
+/// h = LN(h + f(h)), pre-LN h = h + f(LN(h)). branch(input, h) must add f(input) onto h.
+template <typename T, typename Branch>
+void residual_sublayer(NormPlacement placement, const LayerNorm<T>& norm, MatrixRef<T> h,
+                       Workspace<T>& ws, Branch&& branch) {
+  if (placement == NormPlacement::Post) {
+    // f reads h while adding onto it, so it gets a copy.
+    ws.normed = h;
+    branch(ws.normed, h);
+    norm.forward(h);
+  } else {
+    ws.normed = h;
+    norm.forward(ws.normed);
+    branch(ws.normed, h);
+  }
+}
+}  // namespace detail
+
+/// The attention sub-layer: attention with the LayerNorm that closes it (post-LN) or opens it
+/// (pre-LN). The unit that SharedAttention shares.
+template <typename T>
+class AttentionSublayer {
+ public:
+  AttentionSublayer() = default;
+  explicit AttentionSublayer(const BlockConfig& c)
+      : attention_(c), norm_(c.d_model, c.eps), placement_(c.norm) {}
+
+  Index parameter_count() const { return attention_.parameter_count() + norm_.parameter_count(); }
+  NormPlacement placement() const { return placement_; }
+
+  const MultiHeadAttention<T>& attention() const { return attention_; }
+  MultiHeadAttention<T>& attention() { return attention_; }
+  const LayerNorm<T>& norm() const { return norm_; }
+  LayerNorm<T>& norm() { return norm_; }
+
+  /// Applies the sub-layer in place on h (batch.tokens(), d_model).
+  void forward(MatrixRef<T> h, const Batch& batch, Workspace<T>& ws, int threads) const {
+    detail::residual_sublayer<T>(placement_, norm_, h, ws, [&](const RowMatrix<T>& in, MatrixRef<T> out) {
+      attention_.forward_accumulate(in, batch, out, ws, threads);
+    });
+  }
+
+  template <typename Rng>
+  void randomize(Rng& rng, double stddev, double bias_stddev, double norm_stddev) {
+    attention_.randomize(rng, stddev, bias_stddev);
+    norm_.randomize(rng, norm_stddev);
+  }
+
+ private:
+  MultiHeadAttention<T> attention_;
+  LayerNorm<T> norm_;
+  NormPlacement placement_ = NormPlacement::Post;
+};
+
+}  // namespace shareformer

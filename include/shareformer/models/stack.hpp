@@ -1,0 +1,135 @@
+// SPDX-License-Identifier: MIT
+// Stack<Policy, T>: n_layers transformer layers whose sub-layers are shared as the policy says.
+#pragma once
+
+#include <shareformer/core/batch.hpp>
+#include <shareformer/core/config.hpp>
+#include <shareformer/core/error.hpp>
+#include <shareformer/core/parallel.hpp>
+#include <shareformer/count/accounting.hpp>
+#include <shareformer/layers/attention.hpp>
+#include <shareformer/layers/feed_forward.hpp>
+#include <shareformer/layers/layer_norm.hpp>
+#include <shareformer/layers/transformer_block.hpp>
+#include <shareformer/layers/workspace.hpp>
+#include <shareformer/sharing/policies.hpp>
+
+#include <random>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace shareformer {
+
+/// A stack of n_layers transformer layers. It owns the distinct attention and FFN sub-layers the
+/// policy asks for; layer l runs attention slot plan().attention[l] and FFN slot plan().ffn[l], so
+/// shared sub-layers are one object, never a copy. `forward` is const and re-entrant.
+template <typename Policy, typename T = float>
+class Stack {
+  static_assert(is_sharing_policy_v<Policy>,
+                "Stack<Policy, T>: Policy must be a sharing policy (Unshared, SharedFfn, "
+                "SharedAttention, SharedAll, Grouped<G, K>, Sequence<M>, Cycle<M>, CycleRev<M>, "
+                "Repeat<K> or LayerMap): a type with `SlotPlan plan(Index n_layers) const`");
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
+                "Stack<Policy, T>: T must be float or double");
+
+ public:
+  using Scalar = T;
+  using PolicyType = Policy;
+
+  /// n_layers layers with zero weights (LayerNorm gains 1). Throws ConfigError on an invalid config
+  /// or a policy that cannot lay out n_layers.
+  Stack(const BlockConfig& config, Index n_layers, Policy policy = Policy{})
+      : config_((config.validate(), config)), policy_(std::move(policy)), plan_(policy_.plan(n_layers)),
+        attention_(static_cast<std::size_t>(plan_.attention_slots), AttentionSublayer<T>(config_)),
+        ffn_(static_cast<std::size_t>(plan_.ffn_slots), FfnSublayer<T>(config_)) {
+    if (config_.has_final_norm()) final_norm_ = LayerNorm<T>(config_.d_model, config_.eps);
+  }
+
+  const BlockConfig& config() const { return config_; }
+  const Policy& policy() const { return policy_; }
+  const SlotPlan& plan() const { return plan_; }
+  Index n_layers() const { return plan_.n_layers(); }
+
+  /// The attention / FFN sub-layer that layer l runs (the same object for layers sharing it).
+  const AttentionSublayer<T>& attention(Index layer) const { return attention_.at(slot(plan_.attention, layer)); }
+  AttentionSublayer<T>& attention(Index layer) { return attention_.at(slot(plan_.attention, layer)); }
+  const FfnSublayer<T>& ffn(Index layer) const { return ffn_.at(slot(plan_.ffn, layer)); }
+  FfnSublayer<T>& ffn(Index layer) { return ffn_.at(slot(plan_.ffn, layer)); }
+
+  /// The distinct sub-layers, in slot order.
+  const std::vector<AttentionSublayer<T>>& attention_slots() const { return attention_; }
+  std::vector<AttentionSublayer<T>>& attention_slots() { return attention_; }
+  const std::vector<FfnSublayer<T>>& ffn_slots() const { return ffn_; }
+  std::vector<FfnSublayer<T>>& ffn_slots() { return ffn_; }
+
+  /// The final LayerNorm of a pre-LN stack (config().has_final_norm()); size 0 otherwise.
+  const LayerNorm<T>& final_norm() const { return final_norm_; }
+  LayerNorm<T>& final_norm() { return final_norm_; }
+
+  /// Unique parameters: each distinct tensor once.
+  Index parameter_count() const { return parameters().total(); }
+  /// Unique parameters by component.
+  count::ParameterCount parameters() const {
+    return count::stack(config_, plan_.attention_slots, plan_.ffn_slots);
+  }
+  /// Parameters the same stack would have with no sharing.
+  Index unshared_parameter_count() const {
+    return count::stack(config_, n_layers(), n_layers()).total();
+  }
+  /// Bytes of the unique weights.
+  std::int64_t weight_bytes() const { return count::weight_bytes<T>(parameter_count()); }
+  /// FLOPs of one forward over `batch` sequences of `seq_len` tokens (independent of sharing).
+  count::FlopCount flops(Index batch, Index seq_len) const {
+    return count::forward_flops(config_, n_layers(), batch, seq_len);
+  }
+
+  /// h = Stack(h) in place. h (batch.tokens(), d_model); ws is reused across calls; threads = 0
+  /// means hardware_threads(). Throws ShapeError on a bad shape.
+  void forward(MatrixRef<T> h, const Batch& batch, Workspace<T>& ws, int threads = 0) const {
+    detail::check_input<T>("Stack", h, batch, config_.d_model);
+    threads = detail::resolve_threads(threads);
+    ws.prepare(batch.tokens(), config_);
+    for (Index l = 0; l < n_layers(); ++l) {
+      attention_[static_cast<std::size_t>(plan_.attention[static_cast<std::size_t>(l)])].forward(h, batch, ws, threads);
+      ffn_[static_cast<std::size_t>(plan_.ffn[static_cast<std::size_t>(l)])].forward(h, ws, threads);
+    }
+    if (config_.has_final_norm()) final_norm_.forward(h);
+  }
+
+  /// Returns Stack(x). x (batch.tokens(), d_model), padding per sequence as in `batch`.
+  RowMatrix<T> forward(ConstMatrixRef<T> x, const Batch& batch, int threads = 0) const {
+    detail::check_input<T>("Stack", x, batch, config_.d_model);
+    RowMatrix<T> h = x;
+    Workspace<T> ws;
+    forward(h, batch, ws, threads);
+    return h;
+  }
+
+  /// Random weights N(0, stddev^2) (biases and LayerNorm perturbations too, with their own spreads),
+  /// deterministic for a seed: every distinct sub-layer drawn once, in slot order.
+  void randomize(std::uint64_t seed, double stddev = 0.02, double bias_stddev = 0.02,
+                 double norm_stddev = 0.0) {
+    std::mt19937_64 rng(seed);
+    for (auto& a : attention_) a.randomize(rng, stddev, bias_stddev, norm_stddev);
+    for (auto& f : ffn_) f.randomize(rng, stddev, bias_stddev, norm_stddev);
+    if (config_.has_final_norm()) final_norm_.randomize(rng, norm_stddev);
+  }
+
+ private:
+  static std::size_t slot(const std::vector<Index>& table, Index layer) {
+    if (layer < 0 || layer >= static_cast<Index>(table.size()))
+      throw ConfigError("Stack: layer " + detail::to_string(layer) + " is out of range 0.." +
+                        std::to_string(table.size() - 1));
+    return static_cast<std::size_t>(table[static_cast<std::size_t>(layer)]);
+  }
+
+  BlockConfig config_;
+  Policy policy_;
+  SlotPlan plan_;
+  std::vector<AttentionSublayer<T>> attention_;
+  std::vector<FfnSublayer<T>> ffn_;
+  LayerNorm<T> final_norm_;
+};
+
+}  // namespace shareformer

@@ -1,0 +1,27 @@
+// SPDX-License-Identifier: MIT
+// Affine map y = x W + b over all rows at once, optionally accumulated onto a residual.
+#pragma once
+
+#include <shareformer/core/types.hpp>
+#include <shareformer/ops/gemm.hpp>
+
+namespace shareformer::ops {
+
+/// y = x W + b. x (rows, in), W (in, out), b (1, out), y (rows, out), y distinct from x.
+template <typename T>
+void linear(ConstMatrixRef<T> x, ConstMatrixRef<T> w, const RowVector<T>& b, MatrixRef<T> y,
+            int threads = 1) {
+  // The bias is the GEMM's starting value, so it costs no separate pass.
+  y.rowwise() = b;
+  gemm_accumulate<T>(x, w, y, threads);
+}
+
+/// y += x W + b: the projection closing a residual branch, added onto the residual in y.
+template <typename T>
+void linear_accumulate(ConstMatrixRef<T> x, ConstMatrixRef<T> w, const RowVector<T>& b,
+                       MatrixRef<T> y, int threads = 1) {
+  y.rowwise() += b;
+  gemm_accumulate<T>(x, w, y, threads);
+}
+
+}  // namespace shareformer::ops

@@ -1,0 +1,119 @@
+// SPDX-License-Identifier: MIT
+// Each op against a naive loop: GEMM (strided views, threads), LayerNorm, activations, softmax,
+// attention with padding, causal and non-prefix masks.
+#include "support/reference.hpp"
+
+#include <shareformer/shareformer.hpp>
+
+#include <gtest/gtest.h>
+
+#include <limits>
+
+namespace sf = shareformer;
+namespace naive = shareformer::testing::naive;
+using sf::Index;
+using sf::RowMatrix;
+using sf::testing::max_abs_diff;
+using sf::testing::random_matrix;
+
+template <typename T>
+class Ops : public ::testing::Test {
+ protected:
+  static double tol() { return std::is_same_v<T, float> ? 2e-5 : 1e-12; }
+};
+using Scalars = ::testing::Types<float, double>;
+TYPED_TEST_SUITE(Ops, Scalars);
+
+TYPED_TEST(Ops, GemmAccumulatesOnStridedViewsWithAnyThreadCount) {
+  using T = TypeParam;
+  for (const auto& [m, k, n] : {std::tuple<Index, Index, Index>{1, 7, 3}, {37, 19, 53}, {130, 64, 40}, {5, 300, 129}}) {
+    const RowMatrix<T> big_a = random_matrix<T>(m, k + 3, 1);
+    const RowMatrix<T> b = random_matrix<T>(k, n, 2);
+    const RowMatrix<T> c0 = random_matrix<T>(m, n + 5, 3);
+    const auto a = big_a.middleCols(2, k);
+    const naive::M expected = naive::linear(a.template cast<double>(), b.template cast<double>(),
+                                            naive::M::Zero(1, n)) +
+                              c0.leftCols(n).template cast<double>();
+    for (int threads : {1, 2, 3}) {
+      RowMatrix<T> c = c0;
+      sf::ops::gemm_accumulate<T>(a, b, c.leftCols(n), threads);
+      EXPECT_LT(max_abs_diff(c.leftCols(n), expected), this->tol() * std::sqrt(double(k)))
+          << m << "x" << k << "x" << n << " threads " << threads;
+      EXPECT_EQ(c.rightCols(5), c0.rightCols(5)) << "wrote outside the view";
+    }
+  }
+}
+
+TYPED_TEST(Ops, GemmNtEqualsProductWithTranspose) {
+  using T = TypeParam;
+  const RowMatrix<T> a = random_matrix<T>(9, 6, 4), b = random_matrix<T>(11, 6, 5);
+  RowMatrix<T> c = RowMatrix<T>::Zero(9, 11);
+  sf::ops::gemm_nt_accumulate<T>(a, b, c);
+  const naive::M bt = b.template cast<double>().transpose();
+  EXPECT_LT(max_abs_diff(c, naive::linear(a.template cast<double>(), bt, naive::M::Zero(1, 11))), this->tol());
+}
+
+TYPED_TEST(Ops, LayerNormMatchesNaive) {
+  using T = TypeParam;
+  RowMatrix<T> x = random_matrix<T>(7, 33, 6);
+  x.array() += T(3);  // a large mean tests the centring
+  const sf::RowVector<T> g = random_matrix<T>(1, 33, 7), b = random_matrix<T>(1, 33, 8);
+  const naive::M expected = naive::layer_norm(x.template cast<double>(), g.template cast<double>(),
+                                              b.template cast<double>(), 1e-5);
+  sf::ops::layer_norm<T>(x, g, b, T(1e-5));
+  EXPECT_LT(max_abs_diff(x, expected), this->tol());
+}
+
+TYPED_TEST(Ops, ActivationsMatchTheirDefinitions) {
+  using T = TypeParam;
+  for (auto act : {sf::Activation::GeluErf, sf::Activation::GeluTanh, sf::Activation::Relu}) {
+    RowMatrix<T> x = random_matrix<T>(5, 40, 9) * T(3);
+    const RowMatrix<T> x0 = x;
+    sf::ops::activate<T>(act, x);
+    for (Index i = 0; i < x.rows(); ++i)
+      for (Index j = 0; j < x.cols(); ++j)
+        EXPECT_NEAR(double(x(i, j)), naive::activation(act, double(x0(i, j))), this->tol())
+            << sf::to_string(act) << " at " << x0(i, j);
+  }
+  EXPECT_NEAR(sf::ops::gelu_erf<double>(1.0), 0.8413447460685429, 1e-15);
+  EXPECT_NEAR(sf::ops::gelu_tanh<double>(1.0), 0.8411919906082768, 1e-15);
+}
+
+TYPED_TEST(Ops, SoftmaxIsStableAndMasksTheTail) {
+  using T = TypeParam;
+  RowMatrix<T> row(1, 4);
+  row << T(1000), T(1001), T(5), T(-3);
+  sf::ops::softmax_prefix(row.row(0), 2);
+  EXPECT_NEAR(double(row(0, 0)), 1.0 / (1.0 + std::exp(1.0)), this->tol());
+  EXPECT_NEAR(double(row(0, 1)), 1.0 / (1.0 + std::exp(-1.0)), this->tol());
+  EXPECT_EQ(row(0, 2), T(0));
+  EXPECT_EQ(row(0, 3), T(0));
+  sf::ops::softmax_prefix(row.row(0), 0);
+  EXPECT_TRUE(row.isZero(0));
+}
+
+TYPED_TEST(Ops, AttentionMatchesNaiveForEveryMaskKind) {
+  using T = TypeParam;
+  const Index d = 24, heads = 4, s = 7;
+  Eigen::Matrix<int, 3, 7> holes;
+  holes << 1, 1, 0, 1, 0, 1, 1,  //
+      0, 0, 0, 0, 0, 0, 0,        // a sequence with no valid key: zero context
+      0, 1, 1, 1, 1, 1, 0;
+  const std::vector<sf::Batch> batches = {sf::Batch::uniform(2, s), sf::Batch::padded(s, {7, 3, 1}),
+                                          sf::Batch::from_mask(holes)};
+  for (const auto& batch : batches)
+    for (bool causal : {false, true}) {
+      const RowMatrix<T> qkv = random_matrix<T>(batch.tokens(), 3 * d, 10);
+      RowMatrix<T> ctx(batch.tokens(), d);
+      std::vector<RowMatrix<T>> scores;
+      const naive::M q = qkv.leftCols(d).template cast<double>(), k = qkv.middleCols(d, d).template cast<double>(),
+                     v = qkv.rightCols(d).template cast<double>();
+      const naive::M expected = naive::attention(q, k, v, batch, heads, causal);
+      for (int threads : {1, 2}) {
+        ctx.setConstant(std::numeric_limits<T>::quiet_NaN());
+        sf::ops::attention<T>(qkv, batch, heads, causal, ctx, scores, threads);
+        EXPECT_LT(max_abs_diff(ctx, expected), this->tol()) << "causal " << causal;
+        EXPECT_TRUE(ctx.allFinite());
+      }
+    }
+}
