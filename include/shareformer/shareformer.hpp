@@ -6,6 +6,7 @@
 
 #include <shareformer/core/batch.hpp>
 #include <shareformer/core/config.hpp>
+#include <shareformer/core/encoder_config.hpp>
 #include <shareformer/core/error.hpp>
 #include <shareformer/core/parallel.hpp>
 #include <shareformer/core/types.hpp>

@@ -31,6 +31,13 @@ Index count(const sf::BlockConfig& c, Index layers) {
   return sf::Stack<Policy>(c, layers).parameter_count();
 }
 
+// The same count without allocating the weights: the policy's plan through count::stack.
+template <typename Policy>
+Index planned_count(const sf::BlockConfig& c, Index layers) {
+  const sf::SlotPlan plan = Policy::plan(layers);
+  return sf::count::stack(c, plan.attention_slots, plan.ffn_slots).total();
+}
+
 }  // namespace
 
 TEST(Accounting, SeedConfigurationMatchesTheIssueFigures) {
@@ -52,10 +59,10 @@ TEST(Accounting, MatchesPyTorchCountsForEveryPolicy) {
                           entry.at("d_ff").get<Index>());
     const Index layers = entry.at("n_layers").get<Index>();
     const auto& torch = entry.at("counts");
-    EXPECT_EQ(count<sf::Unshared>(c, layers), torch.at("none").get<Index>());
-    EXPECT_EQ(count<sf::SharedFfn>(c, layers), torch.at("ffn").get<Index>());
-    EXPECT_EQ(count<sf::SharedAttention>(c, layers), torch.at("attention").get<Index>());
-    EXPECT_EQ(count<sf::SharedAll>(c, layers), torch.at("all").get<Index>());
+    EXPECT_EQ(planned_count<sf::Unshared>(c, layers), torch.at("none").get<Index>());
+    EXPECT_EQ(planned_count<sf::SharedFfn>(c, layers), torch.at("ffn").get<Index>());
+    EXPECT_EQ(planned_count<sf::SharedAttention>(c, layers), torch.at("attention").get<Index>());
+    EXPECT_EQ(planned_count<sf::SharedAll>(c, layers), torch.at("all").get<Index>());
   }
 }
 
@@ -96,4 +103,15 @@ TEST(Accounting, LayerFlopsEqualTheSumOfItsProducts) {
   EXPECT_EQ(flops.matmul, 2 * macs);
   EXPECT_GT(flops.elementwise, 0);
   EXPECT_EQ(sf::count::forward_flops(config(d, h, f), 12, b, s).matmul, 12 * 2 * macs);
+}
+
+// Hugging Face's AlbertModel / BertModel with pooler, as PyTorch counts them (issue 3's figures).
+TEST(Accounting, EncoderCountsMatchHuggingFace) {
+  sf::EncoderConfig albert;
+  albert.model_type = sf::ModelType::Albert;
+  albert.vocab_size = 30000;
+  albert.embedding_size = 128;
+  EXPECT_EQ(sf::count::encoder_parameters(albert, 1, 1), 11683584);  // albert-base-v2
+  const sf::EncoderConfig bert;  // bert-base-uncased defaults
+  EXPECT_EQ(sf::count::encoder_parameters(bert, 12, 12), 109482240);
 }

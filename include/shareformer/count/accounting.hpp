@@ -100,3 +100,34 @@ inline FlopCount forward_flops(const BlockConfig& c, Index n_layers, Index batch
 }
 
 }  // namespace shareformer::count
+
+#include <shareformer/core/encoder_config.hpp>
+
+namespace shareformer::count {
+
+/// Parameters of an encoder outside its blocks: embeddings (word, position, token type, LayerNorm),
+/// ALBERT's E -> d_model projection, and the pooler.
+struct EncoderExtras {
+  Index embeddings = 0;
+  Index projection = 0;
+  Index pooler = 0;
+
+  Index total() const { return embeddings + projection + pooler; }
+};
+
+inline EncoderExtras encoder_extras(const EncoderConfig& c) {
+  const Index e = c.embedding_size, h = c.d_model;
+  EncoderExtras x;
+  x.embeddings = (c.vocab_size + c.max_position_embeddings + c.type_vocab_size) * e + 2 * e;
+  x.projection = c.model_type == ModelType::Albert ? e * h + h : 0;
+  x.pooler = h * h + h;
+  return x;
+}
+
+/// Parameters of a whole encoder whose stack has the given numbers of distinct sub-layers; equals
+/// PyTorch's sum(p.numel()) over Hugging Face's AlbertModel / BertModel (pooler included).
+inline Index encoder_parameters(const EncoderConfig& c, Index attention_slots, Index ffn_slots) {
+  return encoder_extras(c).total() + stack(c.block(), attention_slots, ffn_slots).total();
+}
+
+}  // namespace shareformer::count

@@ -102,23 +102,27 @@ struct SharedAll {
 };
 using Albert = SharedAll;
 
+/// The plan of Grouped<G, K> with G and K known at run time (ALBERT's config.json):
+/// n_layers = L * K block applications; outer layer i < L runs group floor(i / (L / G)), all K of
+/// its inner blocks in order. Throws ConfigError unless K | n_layers and G | L.
+inline SlotPlan grouped_plan(Index n_layers, Index groups, Index inner) {
+  const std::string name = "grouped:" + detail::to_string(groups) + "x" + detail::to_string(inner);
+  detail::check_group(name, "inner_group_num", inner, n_layers, true);
+  const Index outer = n_layers / inner;
+  detail::check_group(name, "num_hidden_groups", groups, outer, true);
+  return detail::block_plan(n_layers, groups * inner, [&](Index l) {
+    return (l / inner) / (outer / groups) * inner + l % inner;
+  });
+}
+
 /// ALBERT's groups: G groups of K distinct blocks. A stack of n_layers = L * K block applications
 /// runs, for outer layer i < L, group floor(i / (L / G)) with its K inner blocks in order.
 /// Requires K | n_layers and G | L.
 template <Index G, Index K = 1>
 struct Grouped {
   static_assert(G >= 1 && K >= 1, "Grouped<G, K>: G and K must be at least 1");
-  static std::string name() {
-    return "grouped:" + detail::to_string(G) + "x" + detail::to_string(K);
-  }
-  static SlotPlan plan(Index n_layers) {
-    detail::check_group(name(), "inner_group_num", K, n_layers, true);
-    const Index outer = n_layers / K;
-    detail::check_group(name(), "num_hidden_groups", G, outer, true);
-    return detail::block_plan(n_layers, G * K, [&](Index l) {
-      return (l / K) / (outer / G) * K + l % K;
-    });
-  }
+  static std::string name() { return "grouped:" + detail::to_string(G) + "x" + detail::to_string(K); }
+  static SlotPlan plan(Index n_layers) { return grouped_plan(n_layers, G, K); }
 };
 
 /// Takase & Kiyono's SEQUENCE: M blocks, each used by N / M consecutive layers; f(i) = floor(i / (N / M)).
