@@ -48,7 +48,8 @@ TYPED_TEST(Ops, GemmNtEqualsProductWithTranspose) {
   using T = TypeParam;
   const RowMatrix<T> a = random_matrix<T>(9, 6, 4), b = random_matrix<T>(11, 6, 5);
   RowMatrix<T> c = RowMatrix<T>::Zero(9, 11);
-  sf::ops::gemm_nt_accumulate<T>(a, b, c);
+  sf::ops::GemmBlocking<T> blocking;
+  sf::ops::gemm_nt_accumulate<T>(a, b, c, blocking);
   const naive::M bt = b.template cast<double>().transpose();
   EXPECT_LT(max_abs_diff(c, naive::linear(a.template cast<double>(), bt, naive::M::Zero(1, 11))), this->tol());
 }
@@ -106,12 +107,13 @@ TYPED_TEST(Ops, AttentionMatchesNaiveForEveryMaskKind) {
       const RowMatrix<T> qkv = random_matrix<T>(batch.tokens(), 3 * d, 10);
       RowMatrix<T> ctx(batch.tokens(), d);
       std::vector<RowMatrix<T>> scores;
+      sf::ops::GemmScratch<T> gemm;
       const naive::M q = qkv.leftCols(d).template cast<double>(), k = qkv.middleCols(d, d).template cast<double>(),
                      v = qkv.rightCols(d).template cast<double>();
       const naive::M expected = naive::attention(q, k, v, batch, heads, causal);
       for (int threads : {1, 2}) {
         ctx.setConstant(std::numeric_limits<T>::quiet_NaN());
-        sf::ops::attention<T>(qkv, batch, heads, causal, ctx, scores, threads);
+        sf::ops::attention<T>(qkv, batch, heads, causal, ctx, scores, gemm, threads);
         EXPECT_LT(max_abs_diff(ctx, expected), this->tol()) << "causal " << causal;
         EXPECT_TRUE(ctx.allFinite());
       }

@@ -39,10 +39,10 @@ class MultiHeadAttention {
   void forward_accumulate(ConstMatrixRef<T> x, const Batch& batch, MatrixRef<T> y, Workspace<T>& ws,
                           int threads) const {
     // (tokens, 3 * d_model)
-    qkv_.forward(x, ws.qkv, threads);
+    qkv_.forward(x, ws.qkv, threads, ws.gemm);
     // (tokens, d_model)
-    ops::attention<T>(ws.qkv, batch, n_heads_, causal_, ws.context, ws.scores, threads);
-    out_.forward_accumulate(ws.context, y, threads);
+    ops::attention<T>(ws.qkv, batch, n_heads_, causal_, ws.context, ws.scores, ws.gemm, threads);
+    out_.forward_accumulate(ws.context, y, threads, ws.gemm);
   }
 
   template <typename Rng>

@@ -44,13 +44,19 @@ class Linear {
   const RowVector<T>& bias() const { return bias_; }
   RowVector<T>& bias() { return bias_; }
 
-  /// y = x W + b. x (rows, in), y (rows, out).
+  /// y = x W + b. x (rows, in), y (rows, out); scratch holds the GEMM's packing buffers.
+  void forward(ConstMatrixRef<T> x, MatrixRef<T> y, int threads, ops::GemmScratch<T>& scratch) const {
+    ops::linear<T>(x, weight_, bias_, y, threads, scratch);
+  }
+  /// y = x W + b with temporary packing buffers (allocates; the hot path passes a scratch).
   void forward(ConstMatrixRef<T> x, MatrixRef<T> y, int threads = 1) const {
-    ops::linear<T>(x, weight_, bias_, y, threads);
+    ops::GemmScratch<T> scratch;
+    forward(x, y, threads, scratch);
   }
   /// y += x W + b. x (rows, in), y (rows, out).
-  void forward_accumulate(ConstMatrixRef<T> x, MatrixRef<T> y, int threads = 1) const {
-    ops::linear_accumulate<T>(x, weight_, bias_, y, threads);
+  void forward_accumulate(ConstMatrixRef<T> x, MatrixRef<T> y, int threads,
+                          ops::GemmScratch<T>& scratch) const {
+    ops::linear_accumulate<T>(x, weight_, bias_, y, threads, scratch);
   }
 
   /// Weights N(0, stddev^2), biases N(0, bias_stddev^2).

@@ -5,6 +5,7 @@
 
 #include <shareformer/core/config.hpp>
 #include <shareformer/core/types.hpp>
+#include <shareformer/ops/gemm.hpp>
 
 #include <vector>
 
@@ -27,6 +28,7 @@ class Workspace {
   RowMatrix<T> normed;   ///< (tokens, d_model): pre-LN input of a sub-layer
   RowMatrix<T> inner;    ///< (tokens, d_ff): FFN hidden activations
   std::vector<RowMatrix<T>> scores;  ///< one (seq_len, seq_len) matrix per thread
+  ops::GemmScratch<T> gemm;          ///< per-thread GEMM packing buffers
 
  private:
   static void resize(RowMatrix<T>& m, Index rows, Index cols) {

@@ -17,15 +17,17 @@ namespace shareformer::ops {
 /// ctx = softmax(Q K^T / sqrt(d_head) + mask) V for each sequence and head.
 /// qkv: (tokens, 3 * d_model) = [Q | K | V], head h in columns [h * d_head, (h + 1) * d_head) of each.
 /// ctx: (tokens, d_model), overwritten. scores: one (seq_len, seq_len) scratch matrix per thread
-/// (resized here only when too small). Padding keys get weight 0; padded query rows are computed
+/// (resized here only when too small); gemm: per-thread packing buffers. Padding keys get weight 0; padded query rows are computed
 /// like the others; a query with no valid key gets a zero context.
 template <typename T>
 void attention(ConstMatrixRef<T> qkv, const Batch& batch, Index n_heads, bool causal,
-               MatrixRef<T> ctx, std::vector<RowMatrix<T>>& scores, int threads) {
+               MatrixRef<T> ctx, std::vector<RowMatrix<T>>& scores, GemmScratch<T>& gemm,
+               int threads) {
   const Index seq_len = batch.seq_len(), d_model = ctx.cols(), d_head = d_model / n_heads;
   const T scale = T(1) / std::sqrt(static_cast<T>(d_head));
   const int n_threads = std::max(1, threads);
   if (static_cast<int>(scores.size()) < n_threads) scores.resize(static_cast<std::size_t>(n_threads));
+  gemm.reserve_threads(n_threads);
   for (auto& s : scores)
     if (s.rows() != seq_len || s.cols() != seq_len) s.resize(seq_len, seq_len);
 
@@ -43,7 +45,7 @@ void attention(ConstMatrixRef<T> qkv, const Batch& batch, Index n_heads, bool ca
     const auto v = qkv.block(row0, 2 * d_model + h * d_head, n_keys, d_head);
     auto s = scores[static_cast<std::size_t>(t)].block(0, 0, seq_len, n_keys);  // (seq_len, n_keys)
     s.setZero();
-    gemm_nt_accumulate<T>(q, k, s);
+    gemm_nt_accumulate<T>(q, k, s, gemm.for_thread(t));
     s *= scale;
     for (Index i = 0; i < seq_len; ++i) {
       auto row = s.row(i);
@@ -62,7 +64,7 @@ void attention(ConstMatrixRef<T> qkv, const Batch& batch, Index n_heads, bool ca
         softmax_prefix(row, causal ? std::min(n_keys, i + 1) : n_keys);
       }
     }
-    gemm_accumulate<T>(s, v, out, 1);
+    gemm_serial_accumulate<T>(s, v, out, gemm.for_thread(t));
   });
 }
 

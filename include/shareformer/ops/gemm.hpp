@@ -7,8 +7,54 @@
 
 #include <Eigen/Core>
 #include <cassert>
+#include <vector>
 
 namespace shareformer::ops {
+
+/// Packing buffers of Eigen's GEBP kernel for one thread, kept between calls so that a
+/// steady-state product allocates nothing. Grows to the largest product it has seen.
+template <typename T>
+class GemmBlocking : public Eigen::internal::level3_blocking<T, T> {
+ public:
+  /// Chooses the block sizes for c (m, n) += a (m, k) b (k, n) and points the kernel at buffers
+  /// large enough for them.
+  void prepare(Index m, Index n, Index k) {
+    // A row-major product runs as the column-major kernel on the transpose: rows and cols swap.
+    this->m_mc = n;
+    this->m_nc = m;
+    this->m_kc = k;
+    Eigen::internal::computeProductBlockingSizes<T, T, 1, Index>(this->m_kc, this->m_mc, this->m_nc, Index(1));
+    grow(a_, this->m_mc * this->m_kc);
+    grow(b_, this->m_kc * this->m_nc);
+    this->m_blockA = a_.data();
+    this->m_blockB = b_.data();
+  }
+
+ private:
+  static void grow(std::vector<T, Eigen::aligned_allocator<T>>& buffer, Index size) {
+    if (static_cast<Index>(buffer.size()) < size) buffer.resize(static_cast<std::size_t>(size));
+  }
+
+  std::vector<T, Eigen::aligned_allocator<T>> a_;
+  std::vector<T, Eigen::aligned_allocator<T>> b_;
+};
+
+/// One GemmBlocking per thread.
+template <typename T>
+class GemmScratch {
+ public:
+  GemmBlocking<T>& for_thread(int t) {
+    if (static_cast<int>(threads_.size()) <= t) threads_.resize(static_cast<std::size_t>(t) + 1);
+    return threads_[static_cast<std::size_t>(t)];
+  }
+  /// Creates the per-thread slots up front, so that for_thread never resizes inside a parallel region.
+  void reserve_threads(int n) {
+    if (static_cast<int>(threads_.size()) < n) threads_.resize(static_cast<std::size_t>(n));
+  }
+
+ private:
+  std::vector<GemmBlocking<T>> threads_;
+};
 
 namespace detail {
 
@@ -16,50 +62,72 @@ namespace detail {
 // its kernel directly keeps the thread count a per-call parameter and makes forward re-entrant.
 template <typename T, int RhsOrder>
 void gemm_kernel(Index m, Index n, Index k, const T* a, Index lda, const T* b, Index ldb, T* c,
-                 Index ldc) {
+                 Index ldc, GemmBlocking<T>& blocking) {
   if (m == 0 || n == 0 || k == 0) return;
   using Kernel = Eigen::internal::general_matrix_matrix_product<Index, T, Eigen::RowMajor, false, T,
                                                                 RhsOrder, false, Eigen::RowMajor, 1>;
-  Eigen::internal::gemm_blocking_space<Eigen::RowMajor, T, T, Eigen::Dynamic, Eigen::Dynamic,
-                                       Eigen::Dynamic, 1, false>
-      blocking(m, n, k, 1, true);
+  blocking.prepare(m, n, k);
   Kernel::run(m, n, k, a, lda, b, ldb, c, 1, ldc, T(1), blocking, nullptr);
 }
 
 }  // namespace detail
 
 /// c += a * b. a (m, k), b (k, n), c (m, n), all row-major with any outer stride. Splits the
-/// columns of c (or its rows, when there are many) over `threads` threads.
+/// columns of c (or its rows, when there are many) over `threads` threads; scratch keeps each
+/// thread's packing buffers.
 template <typename T>
-void gemm_accumulate(ConstMatrixRef<T> a, ConstMatrixRef<T> b, MatrixRef<T> c, int threads = 1) {
+void gemm_accumulate(ConstMatrixRef<T> a, ConstMatrixRef<T> b, MatrixRef<T> c, int threads,
+                     GemmScratch<T>& scratch) {
   assert(a.cols() == b.rows() && c.rows() == a.rows() && c.cols() == b.cols());
   const Index m = a.rows(), n = b.cols(), k = a.cols();
   // Row panels keep each thread's share of b (the weights) whole in cache when there are many
   // tokens; column panels split the weights themselves when there are few.
   const bool by_rows = m >= 64 * threads;
   const Index grain = by_rows ? 8 : 16;
+  scratch.reserve_threads(threads);
   shareformer::detail::parallel_chunks(by_rows ? m : n, grain, threads,
-                                       [&](Index begin, Index end, int) {
+                                       [&](Index begin, Index end, int t) {
+    GemmBlocking<T>& blocking = scratch.for_thread(t);
     if (by_rows) {
       detail::gemm_kernel<T, Eigen::RowMajor>(end - begin, n, k, a.data() + begin * a.outerStride(),
                                               a.outerStride(), b.data(), b.outerStride(),
-                                              c.data() + begin * c.outerStride(), c.outerStride());
+                                              c.data() + begin * c.outerStride(), c.outerStride(),
+                                              blocking);
     } else {
       detail::gemm_kernel<T, Eigen::RowMajor>(m, end - begin, k, a.data(), a.outerStride(),
                                               b.data() + begin, b.outerStride(), c.data() + begin,
-                                              c.outerStride());
+                                              c.outerStride(), blocking);
     }
   });
 }
 
-/// c += a * b^T on one thread. a (m, k), b (n, k), c (m, n), row-major with any outer stride:
-/// attention scores Q K^T without materialising K^T.
+/// c += a * b with temporary packing buffers (convenient, allocates).
 template <typename T>
-void gemm_nt_accumulate(ConstMatrixRef<T> a, ConstMatrixRef<T> b, MatrixRef<T> c) {
+void gemm_accumulate(ConstMatrixRef<T> a, ConstMatrixRef<T> b, MatrixRef<T> c, int threads = 1) {
+  GemmScratch<T> scratch;
+  gemm_accumulate<T>(a, b, c, threads, scratch);
+}
+
+/// c += a * b^T on the calling thread. a (m, k), b (n, k), c (m, n), row-major with any outer
+/// stride: attention scores Q K^T without materialising K^T.
+template <typename T>
+void gemm_nt_accumulate(ConstMatrixRef<T> a, ConstMatrixRef<T> b, MatrixRef<T> c,
+                        GemmBlocking<T>& blocking) {
   assert(a.cols() == b.cols() && c.rows() == a.rows() && c.cols() == b.rows());
   // A row-major (n, k) b is a column-major (k, n) b^T with the same stride.
   detail::gemm_kernel<T, Eigen::ColMajor>(a.rows(), b.rows(), a.cols(), a.data(), a.outerStride(),
-                                          b.data(), b.outerStride(), c.data(), c.outerStride());
+                                          b.data(), b.outerStride(), c.data(), c.outerStride(),
+                                          blocking);
+}
+
+/// c += a * b on the calling thread, with the given packing buffers.
+template <typename T>
+void gemm_serial_accumulate(ConstMatrixRef<T> a, ConstMatrixRef<T> b, MatrixRef<T> c,
+                            GemmBlocking<T>& blocking) {
+  assert(a.cols() == b.rows() && c.rows() == a.rows() && c.cols() == b.cols());
+  detail::gemm_kernel<T, Eigen::RowMajor>(a.rows(), b.cols(), a.cols(), a.data(), a.outerStride(),
+                                          b.data(), b.outerStride(), c.data(), c.outerStride(),
+                                          blocking);
 }
 
 }  // namespace shareformer::ops

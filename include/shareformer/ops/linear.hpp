@@ -10,18 +10,18 @@ namespace shareformer::ops {
 /// y = x W + b. x (rows, in), W (in, out), b (1, out), y (rows, out), y distinct from x.
 template <typename T>
 void linear(ConstMatrixRef<T> x, ConstMatrixRef<T> w, const RowVector<T>& b, MatrixRef<T> y,
-            int threads = 1) {
+            int threads, GemmScratch<T>& scratch) {
   // The bias is the GEMM's starting value, so it costs no separate pass.
   y.rowwise() = b;
-  gemm_accumulate<T>(x, w, y, threads);
+  gemm_accumulate<T>(x, w, y, threads, scratch);
 }
 
 /// y += x W + b: the projection closing a residual branch, added onto the residual in y.
 template <typename T>
 void linear_accumulate(ConstMatrixRef<T> x, ConstMatrixRef<T> w, const RowVector<T>& b,
-                       MatrixRef<T> y, int threads = 1) {
+                       MatrixRef<T> y, int threads, GemmScratch<T>& scratch) {
   y.rowwise() += b;
-  gemm_accumulate<T>(x, w, y, threads);
+  gemm_accumulate<T>(x, w, y, threads, scratch);
 }
 
 }  // namespace shareformer::ops

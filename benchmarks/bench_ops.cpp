@@ -1,0 +1,94 @@
+// SPDX-License-Identifier: MIT
+// The ops of a layer on their own: the projection GEMMs, attention, LayerNorm and GELU.
+#include <shareformer/shareformer.hpp>
+
+#include <benchmark/benchmark.h>
+
+#include <random>
+
+namespace sf = shareformer;
+using sf::Index;
+
+namespace {
+
+sf::RowMatrix<float> noise(Index rows, Index cols, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal;
+  sf::RowMatrix<float> m(rows, cols);
+  for (Index i = 0; i < m.size(); ++i) m.data()[i] = normal(rng);
+  return m;
+}
+
+// range: tokens, in, out, threads. FLOP/s counts 2 * tokens * in * out.
+void Gemm(benchmark::State& state) {
+  const Index t = state.range(0), k = state.range(1), n = state.range(2);
+  const int threads = static_cast<int>(state.range(3));
+  const auto a = noise(t, k, 1), b = noise(k, n, 2);
+  sf::RowMatrix<float> c(t, n);
+  sf::ops::GemmScratch<float> scratch;
+  for (auto _ : state) {
+    c.setZero();
+    sf::ops::gemm_accumulate<float>(a, b, c, threads, scratch);
+    benchmark::DoNotOptimize(c.data());
+  }
+  state.counters["FLOP/s"] = benchmark::Counter(2.0 * static_cast<double>(t * k * n),
+                                                benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// range: batch, seq_len, threads; d 768, 12 heads.
+void Attention(benchmark::State& state) {
+  const Index batch = state.range(0), s = state.range(1), d = 768, heads = 12;
+  const int threads = static_cast<int>(state.range(2));
+  const sf::Batch layout = sf::Batch::uniform(batch, s);
+  const auto qkv = noise(layout.tokens(), 3 * d, 3);
+  sf::RowMatrix<float> ctx(layout.tokens(), d);
+  std::vector<sf::RowMatrix<float>> scores;
+  sf::ops::GemmScratch<float> gemm;
+  for (auto _ : state) {
+    sf::ops::attention<float>(qkv, layout, heads, false, ctx, scores, gemm, threads);
+    benchmark::DoNotOptimize(ctx.data());
+  }
+  state.counters["FLOP/s"] = benchmark::Counter(4.0 * static_cast<double>(batch * s * s * d),
+                                                benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// range: tokens, d. In place, so every iteration normalises already-normalised rows: same work.
+void LayerNorm(benchmark::State& state) {
+  const Index t = state.range(0), d = state.range(1);
+  auto x = noise(t, d, 4);
+  const sf::RowVector<float> g = sf::RowVector<float>::Ones(d), b = sf::RowVector<float>::Zero(d);
+  for (auto _ : state) {
+    sf::ops::layer_norm<float>(x, g, b, 1e-12f);
+    benchmark::DoNotOptimize(x.data());
+  }
+  state.counters["elements/s"] = benchmark::Counter(static_cast<double>(t * d),
+                                                    benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// range: tokens, d_ff.
+void Gelu(benchmark::State& state) {
+  const Index t = state.range(0), f = state.range(1);
+  const auto x0 = noise(t, f, 5);
+  sf::RowMatrix<float> x(t, f);
+  for (auto _ : state) {
+    x = x0;
+    sf::ops::activate<float>(sf::Activation::GeluErf, x);
+    benchmark::DoNotOptimize(x.data());
+  }
+  state.counters["elements/s"] = benchmark::Counter(static_cast<double>(t * f),
+                                                    benchmark::Counter::kIsIterationInvariantRate);
+}
+
+}  // namespace
+
+BENCHMARK(Gemm)
+    ->ArgNames({"tokens", "in", "out", "threads"})
+    ->ArgsProduct({{16, 128, 1024}, {768}, {2304, 3072}, {1, 2}})
+    ->Args({16, 3072, 768, 1})
+    ->Args({1024, 3072, 768, 2})
+    ->UseRealTime();
+BENCHMARK(Attention)->ArgNames({"batch", "seq", "threads"})->ArgsProduct({{1, 8}, {16, 128, 512}, {1, 2}})->UseRealTime();
+BENCHMARK(LayerNorm)->ArgNames({"tokens", "d"})->Args({16, 768})->Args({1024, 768});
+BENCHMARK(Gelu)->ArgNames({"tokens", "d_ff"})->Args({16, 3072})->Args({1024, 3072});
+
+BENCHMARK_MAIN();

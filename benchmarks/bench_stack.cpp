@@ -1,0 +1,77 @@
+// SPDX-License-Identifier: MIT
+// One layer and whole 12-layer stacks per sharing policy and shape: FLOP/s from the analytic count
+// (a rate counter) and the unique weight bytes (a plain counter). Sharing changes bytes, not FLOPs.
+#include <shareformer/shareformer.hpp>
+
+#include <benchmark/benchmark.h>
+
+#include <random>
+
+namespace sf = shareformer;
+using sf::Index;
+
+namespace {
+
+sf::BlockConfig preset(int which) {
+  sf::BlockConfig c;  // 0: the seed's d 512, 8 heads, ff 2048; 1: bert-base d 768, 12 heads, ff 3072
+  if (which == 1) {
+    c.d_model = 768;
+    c.n_heads = 12;
+    c.d_ff = 3072;
+  }
+  return c;
+}
+
+template <typename Policy>
+void run_stack(benchmark::State& state, Index n_layers) {
+  const sf::BlockConfig c = preset(static_cast<int>(state.range(0)));
+  const Index batch = state.range(1), seq_len = state.range(2);
+  const int threads = static_cast<int>(state.range(3));
+  sf::Stack<Policy> stack(c, n_layers);
+  stack.randomize(1);
+  const sf::Batch layout = sf::Batch::uniform(batch, seq_len);
+  std::mt19937 rng(2);
+  std::normal_distribution<float> normal;
+  sf::RowMatrix<float> x(layout.tokens(), c.d_model);
+  for (Index i = 0; i < x.size(); ++i) x.data()[i] = normal(rng);
+  sf::RowMatrix<float> h = x;
+  sf::Workspace<float> ws;
+  for (auto _ : state) {
+    h = x;
+    stack.forward(h, layout, ws, threads);
+    benchmark::DoNotOptimize(h.data());
+    benchmark::ClobberMemory();
+  }
+  const auto flops = stack.flops(batch, seq_len);
+  state.counters["FLOP/s"] = benchmark::Counter(static_cast<double>(flops.matmul),
+                                                benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["FLOP/layer"] = static_cast<double>(flops.matmul) / static_cast<double>(n_layers);
+  state.counters["param_bytes"] = static_cast<double>(stack.weight_bytes());
+  state.counters["tokens/s"] = benchmark::Counter(static_cast<double>(layout.tokens()),
+                                                  benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void shapes(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"model", "batch", "seq", "threads"});
+  for (int model : {0, 1})
+    for (auto [batch, seq] : {std::pair<int, int>{1, 16}, {1, 32}, {1, 128}, {8, 128}, {1, 512}})
+      for (int threads : {1, 2}) b->Args({model, batch, seq, threads});
+  b->Unit(benchmark::kMillisecond)->UseRealTime();
+}
+
+}  // namespace
+
+// One layer: the per-layer cost, identical for every policy.
+static void Layer(benchmark::State& state) { run_stack<sf::Unshared>(state, 1); }
+BENCHMARK(Layer)->Apply(shapes);
+
+static void Stack12_Unshared(benchmark::State& state) { run_stack<sf::Unshared>(state, 12); }
+static void Stack12_SharedFfn(benchmark::State& state) { run_stack<sf::SharedFfn>(state, 12); }
+static void Stack12_SharedAttention(benchmark::State& state) { run_stack<sf::SharedAttention>(state, 12); }
+static void Stack12_SharedAll(benchmark::State& state) { run_stack<sf::SharedAll>(state, 12); }
+BENCHMARK(Stack12_Unshared)->Apply(shapes);
+BENCHMARK(Stack12_SharedFfn)->Apply(shapes);
+BENCHMARK(Stack12_SharedAttention)->Apply(shapes);
+BENCHMARK(Stack12_SharedAll)->Apply(shapes);
+
+BENCHMARK_MAIN();
