@@ -4,6 +4,7 @@
 
 #include <shareformer/core/parallel.hpp>
 #include <shareformer/core/types.hpp>
+#include <shareformer/ops/small_gemm.hpp>
 
 #include <Eigen/Core>
 #include <cassert>
@@ -72,6 +73,10 @@ void gemm_kernel(Index m, Index n, Index k, const T* a, Index lda, const T* b, I
 
 }  // namespace detail
 
+/// Products with at most this many rows use the register-blocked small_gemm kernel, which reads
+/// b (the weights) in place; larger ones pack both operands for Eigen's GEBP kernel.
+inline constexpr Index small_gemm_max_rows = 64;
+
 /// c += a * b. a (m, k), b (k, n), c (m, n), all row-major with any outer stride. Splits the
 /// columns of c (or its rows, when there are many) over `threads` threads; scratch keeps each
 /// thread's packing buffers.
@@ -80,6 +85,15 @@ void gemm_accumulate(ConstMatrixRef<T> a, ConstMatrixRef<T> b, MatrixRef<T> c, i
                      GemmScratch<T>& scratch) {
   assert(a.cols() == b.rows() && c.rows() == a.rows() && c.cols() == b.cols());
   const Index m = a.rows(), n = b.cols(), k = a.cols();
+  if (m <= small_gemm_max_rows) {
+    // Few tokens: the weights are the traffic; each thread streams its own columns of them once.
+    const Index grain = detail::small_gemm_packets * detail::packet_size<T>;
+    shareformer::detail::parallel_chunks(n, grain, threads, [&](Index begin, Index end, int) {
+      detail::small_gemm<T>(m, k, a.data(), a.outerStride(), b.data(), b.outerStride(), c.data(),
+                            c.outerStride(), begin, end);
+    });
+    return;
+  }
   // Row panels keep each thread's share of b (the weights) whole in cache when there are many
   // tokens; column panels split the weights themselves when there are few.
   const bool by_rows = m >= 64 * threads;

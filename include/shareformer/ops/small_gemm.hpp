@@ -1,0 +1,83 @@
+// SPDX-License-Identifier: MIT
+// A register-blocked GEMM kernel for few rows (a handful of tokens times a weight matrix), written
+// with Eigen's packet primitives so that it runs on every SIMD instruction set Eigen supports.
+#pragma once
+
+#include <shareformer/core/types.hpp>
+
+#include <Eigen/Core>
+
+namespace shareformer::ops::detail {
+
+template <typename T>
+using Packet = typename Eigen::internal::packet_traits<T>::type;
+template <typename T>
+inline constexpr int packet_size = Eigen::internal::unpacket_traits<Packet<T>>::size;
+
+/// Rows of c one tile updates: with 32 vector registers, 8 rows x 3 packets of accumulators plus
+/// the 3 packets of b and one broadcast fit; with 16, 4 rows x 3.
+inline constexpr int small_gemm_rows = EIGEN_ARCH_DEFAULT_NUMBER_OF_REGISTERS >= 32 ? 8 : 4;
+inline constexpr int small_gemm_packets = 3;
+
+/// c[0:MR, 0:NR*W] += a[0:MR, 0:k] * b[0:k, 0:NR*W], the accumulators held in registers for the
+/// whole k loop. Streams b row by row: each loaded packet of b serves MR rows.
+template <typename T, int MR, int NR>
+EIGEN_ALWAYS_INLINE void small_tile(Index k, const T* a, Index lda, const T* b, Index ldb, T* c,
+                                    Index ldc) {
+  using Eigen::internal::pmadd;
+  using P = Packet<T>;
+  constexpr int W = packet_size<T>;
+  P acc[MR][NR];
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NR; ++j) acc[i][j] = Eigen::internal::ploadu<P>(c + i * ldc + j * W);
+  for (Index p = 0; p < k; ++p) {
+    P bv[NR];
+    for (int j = 0; j < NR; ++j) bv[j] = Eigen::internal::ploadu<P>(b + p * ldb + j * W);
+    for (int i = 0; i < MR; ++i) {
+      const P av = Eigen::internal::pset1<P>(a[i * lda + p]);
+      for (int j = 0; j < NR; ++j) acc[i][j] = pmadd(av, bv[j], acc[i][j]);
+    }
+  }
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NR; ++j) Eigen::internal::pstoreu(c + i * ldc + j * W, acc[i][j]);
+}
+
+/// Rows [0, m) in tiles of MR rows (the last tile smaller), for one panel of NR packets.
+template <typename T, int NR>
+void small_panel(Index m, Index k, const T* a, Index lda, const T* b, Index ldb, T* c, Index ldc) {
+  constexpr int MR = small_gemm_rows;
+  Index i = 0;
+  for (; i + MR <= m; i += MR) small_tile<T, MR, NR>(k, a + i * lda, lda, b, ldb, c + i * ldc, ldc);
+  const T* ai = a + i * lda;
+  T* ci = c + i * ldc;
+  switch (m - i) {
+    case 7: if constexpr (MR > 7) small_tile<T, 7, NR>(k, ai, lda, b, ldb, ci, ldc); break;
+    case 6: if constexpr (MR > 6) small_tile<T, 6, NR>(k, ai, lda, b, ldb, ci, ldc); break;
+    case 5: if constexpr (MR > 5) small_tile<T, 5, NR>(k, ai, lda, b, ldb, ci, ldc); break;
+    case 4: if constexpr (MR > 4) small_tile<T, 4, NR>(k, ai, lda, b, ldb, ci, ldc); break;
+    case 3: small_tile<T, 3, NR>(k, ai, lda, b, ldb, ci, ldc); break;
+    case 2: small_tile<T, 2, NR>(k, ai, lda, b, ldb, ci, ldc); break;
+    case 1: small_tile<T, 1, NR>(k, ai, lda, b, ldb, ci, ldc); break;
+    default: break;
+  }
+}
+
+/// c (m, n) += a (m, k) * b (k, n) for columns [col_begin, col_end) of b and c, all row-major.
+/// Columns go in panels of 3 packets, then 1 packet, then one scalar column at a time.
+template <typename T>
+void small_gemm(Index m, Index k, const T* a, Index lda, const T* b, Index ldb, T* c, Index ldc,
+                Index col_begin, Index col_end) {
+  constexpr int W = packet_size<T>;
+  constexpr int NR = small_gemm_packets;
+  Index j = col_begin;
+  for (; j + NR * W <= col_end; j += NR * W) small_panel<T, NR>(m, k, a, lda, b + j, ldb, c + j, ldc);
+  for (; j + W <= col_end; j += W) small_panel<T, 1>(m, k, a, lda, b + j, ldb, c + j, ldc);
+  for (; j < col_end; ++j)
+    for (Index i = 0; i < m; ++i) {
+      T acc = c[i * ldc + j];
+      for (Index p = 0; p < k; ++p) acc += a[i * lda + p] * b[p * ldb + j];
+      c[i * ldc + j] = acc;
+    }
+}
+
+}  // namespace shareformer::ops::detail
