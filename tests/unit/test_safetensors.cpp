@@ -64,11 +64,11 @@ std::vector<std::uint8_t> read_file(const fs::path& path) {
 /// A whole file from a header string and data bytes.
 std::vector<std::uint8_t> make_file(const std::string& header,
                                     const std::vector<std::uint8_t>& data = {}) {
-  std::vector<std::uint8_t> out(8);
   const std::uint64_t length = header.size();
+  std::vector<std::uint8_t> out(8 + header.size() + data.size());
   std::memcpy(out.data(), &length, 8);
-  out.insert(out.end(), header.begin(), header.end());
-  out.insert(out.end(), data.begin(), data.end());
+  std::copy(header.begin(), header.end(), out.begin() + 8);
+  std::copy(data.begin(), data.end(), out.begin() + 8 + static_cast<std::ptrdiff_t>(header.size()));
   return out;
 }
 
