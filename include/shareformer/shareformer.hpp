@@ -29,4 +29,8 @@
 
 #include <shareformer/count/accounting.hpp>
 
+#include <shareformer/models/encoder.hpp>
 #include <shareformer/models/stack.hpp>
+
+#include <shareformer/io/huggingface.hpp>
+#include <shareformer/io/model_io.hpp>

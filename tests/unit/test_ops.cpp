@@ -119,3 +119,22 @@ TYPED_TEST(Ops, AttentionMatchesNaiveForEveryMaskKind) {
       }
     }
 }
+
+TYPED_TEST(Ops, ElementwiseOpsSplitOverThreadsGiveIdenticalRows) {
+  using T = TypeParam;
+  // 200 x 768 is enough work for the row split to use 2 threads.
+  const RowMatrix<T> x0 = random_matrix<T>(200, 768, 11);
+  const sf::RowVector<T> g = random_matrix<T>(1, 768, 12), b = random_matrix<T>(1, 768, 13);
+  RowMatrix<T> one = x0, two = x0;
+  sf::ops::layer_norm<T>(one, g, b, T(1e-5), 1);
+  sf::ops::layer_norm<T>(two, g, b, T(1e-5), 2);
+  EXPECT_EQ(one, two);
+  for (auto act : {sf::Activation::GeluErf, sf::Activation::GeluTanh, sf::Activation::Relu}) {
+    one = x0;
+    two = x0;
+    sf::ops::activate<T>(act, one, 1);
+    sf::ops::activate<T>(act, two, 2);
+    EXPECT_EQ(one, two);
+    EXPECT_NEAR(double(one(199, 767)), naive::activation(act, double(x0(199, 767))), this->tol());
+  }
+}

@@ -44,6 +44,15 @@ void parallel_chunks(Index count, Index grain, int threads, Body&& body) {
   for (int t = 0; t < n; ++t) run(t);
 }
 
+/// Calls body(begin, end) on row ranges of a (rows, cols) element-wise job, on as many of `threads`
+/// threads as there is work for (at least 32k elements each): small jobs stay on the caller.
+template <typename Body>
+void parallel_rows(Index rows, Index cols, int threads, Body&& body) {
+  const Index min_rows = std::max<Index>(1, 32768 / std::max<Index>(cols, 1));
+  const int useful = static_cast<int>(std::min<Index>(threads, std::max<Index>(1, rows / min_rows)));
+  parallel_chunks(rows, 1, useful, [&](Index begin, Index end, int) { body(begin, end); });
+}
+
 /// Calls body(item, thread) for each item in [0, count), items dealt dynamically to `threads`.
 template <typename Body>
 void parallel_items(Index count, int threads, Body&& body) {

@@ -63,15 +63,15 @@ namespace detail {
 /// h = LN(h + f(h)), pre-LN h = h + f(LN(h)). branch(input, h) must add f(input) onto h.
 template <typename T, typename Branch>
 void residual_sublayer(NormPlacement placement, const LayerNorm<T>& norm, MatrixRef<T> h,
-                       Workspace<T>& ws, Branch&& branch) {
+                       Workspace<T>& ws, int threads, Branch&& branch) {
   if (placement == NormPlacement::Post) {
     // f reads h while adding onto it, so it gets a copy.
     ws.normed = h;
     branch(ws.normed, h);
-    norm.forward(h);
+    norm.forward(h, threads);
   } else {
     ws.normed = h;
-    norm.forward(ws.normed);
+    norm.forward(ws.normed, threads);
     branch(ws.normed, h);
   }
 }
@@ -96,7 +96,7 @@ class AttentionSublayer {
 
   /// Applies the sub-layer in place on h (batch.tokens(), d_model).
   void forward(MatrixRef<T> h, const Batch& batch, Workspace<T>& ws, int threads) const {
-    detail::residual_sublayer<T>(placement_, norm_, h, ws, [&](const RowMatrix<T>& in, MatrixRef<T> out) {
+    detail::residual_sublayer<T>(placement_, norm_, h, ws, threads, [&](const RowMatrix<T>& in, MatrixRef<T> out) {
       attention_.forward_accumulate(in, batch, out, ws, threads);
     });
   }

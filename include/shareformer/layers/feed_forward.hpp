@@ -35,7 +35,7 @@ class FeedForward {
   void forward_accumulate(ConstMatrixRef<T> x, MatrixRef<T> y, Workspace<T>& ws, int threads) const {
     // (tokens, d_ff)
     in_.forward(x, ws.inner, threads, ws.gemm);
-    ops::activate<T>(activation_, ws.inner);
+    ops::activate<T>(activation_, ws.inner, threads);
     out_.forward_accumulate(ws.inner, y, threads, ws.gemm);
   }
 
@@ -69,7 +69,7 @@ class FfnSublayer {
 
   /// Applies the sub-layer in place on h (tokens, d_model).
   void forward(MatrixRef<T> h, Workspace<T>& ws, int threads) const {
-    detail::residual_sublayer<T>(placement_, norm_, h, ws, [&](const RowMatrix<T>& in, MatrixRef<T> out) {
+    detail::residual_sublayer<T>(placement_, norm_, h, ws, threads, [&](const RowMatrix<T>& in, MatrixRef<T> out) {
       ffn_.forward_accumulate(in, out, ws, threads);
     });
   }

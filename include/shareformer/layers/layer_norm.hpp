@@ -31,8 +31,10 @@ class LayerNorm {
   const RowVector<T>& beta() const { return beta_; }
   RowVector<T>& beta() { return beta_; }
 
-  /// Normalises each row of x (rows, d) in place.
-  void forward(MatrixRef<T> x) const { ops::layer_norm<T>(x, gamma_, beta_, eps_); }
+  /// Normalises each row of x (rows, d) in place, on up to `threads` threads.
+  void forward(MatrixRef<T> x, int threads = 1) const {
+    ops::layer_norm<T>(x, gamma_, beta_, eps_, threads);
+  }
 
   /// gamma = 1 + N(0, stddev^2), beta = N(0, stddev^2): non-trivial values for tests.
   template <typename Rng>

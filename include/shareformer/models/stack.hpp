@@ -94,7 +94,7 @@ class Stack {
       attention_[static_cast<std::size_t>(plan_.attention[static_cast<std::size_t>(l)])].forward(h, batch, ws, threads);
       ffn_[static_cast<std::size_t>(plan_.ffn[static_cast<std::size_t>(l)])].forward(h, ws, threads);
     }
-    if (config_.has_final_norm()) final_norm_.forward(h);
+    if (config_.has_final_norm()) final_norm_.forward(h, threads);
   }
 
   /// Returns Stack(x). x (batch.tokens(), d_model), padding per sequence as in `batch`.

@@ -75,7 +75,10 @@ void gemm_kernel(Index m, Index n, Index k, const T* a, Index lda, const T* b, I
 
 /// Products with at most this many rows use the register-blocked small_gemm kernel, which reads
 /// b (the weights) in place; larger ones pack both operands for Eigen's GEBP kernel.
-inline constexpr Index small_gemm_max_rows = 64;
+#ifndef SHAREFORMER_SMALL_GEMM_MAX_ROWS
+#define SHAREFORMER_SMALL_GEMM_MAX_ROWS 64
+#endif
+inline constexpr Index small_gemm_max_rows = SHAREFORMER_SMALL_GEMM_MAX_ROWS;
 
 /// c += a * b. a (m, k), b (k, n), c (m, n), all row-major with any outer stride. Splits the
 /// columns of c (or its rows, when there are many) over `threads` threads; scratch keeps each

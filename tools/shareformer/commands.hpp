@@ -1,0 +1,62 @@
+// SPDX-License-Identifier: MIT
+// The CLI's commands: each adds its subcommand to the app and runs it once parsed.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <stdexcept>
+#include <string>
+
+namespace shareformer::cli {
+
+/// The --seq-len to use: `requested`, or when 0 the default 128 capped at `max_positions`.
+inline long long default_seq_len(long long requested, long long max_positions) {
+  return requested > 0 ? requested : (max_positions < 128 ? max_positions : 128);
+}
+
+/// A command line that parses but makes no sense (exit status 2, like a CLI11 parse error).
+class UsageError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// The subcommands. `add` registers the subcommand and its options on `app` (the options bind to
+/// the command object, which must outlive parsing); `run` executes it and returns the exit status.
+/// Both throw shareformer::Error for a bad model or input and UsageError for a bad command line.
+struct InfoCommand {
+  std::string model;
+  long long batch = 1;
+  long long seq_len = 0;  // 0: 128, or max_position_embeddings when smaller
+  bool json = false;
+
+  CLI::App* add(CLI::App& app);
+  int run() const;
+};
+
+struct BenchCommand {
+  std::string model;
+  std::string preset;
+  long long batch = 1;
+  long long seq_len = 0;  // 0: 128, or max_position_embeddings when smaller
+  int threads = 0;
+  std::string policy = "each";
+  int iterations = 20;
+  int warmup = 2;
+  unsigned long long seed = 42;
+  double peak_gflops = 0.0;
+  bool json = false;
+
+  CLI::App* add(CLI::App& app);
+  int run() const;
+};
+
+struct RunCommand {
+  std::string model;
+  std::string input;
+  std::string output;
+  int threads = 0;
+
+  CLI::App* add(CLI::App& app);
+  int run() const;
+};
+
+}  // namespace shareformer::cli
