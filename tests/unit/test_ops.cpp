@@ -138,3 +138,26 @@ TYPED_TEST(Ops, ElementwiseOpsSplitOverThreadsGiveIdenticalRows) {
     EXPECT_NEAR(double(one(199, 767)), naive::activation(act, double(x0(199, 767))), this->tol());
   }
 }
+
+TYPED_TEST(Ops, FusedActivationEqualsLinearThenActivation) {
+  using T = TypeParam;
+  // 10 rows take the small-product kernel, 150 rows Eigen's packed kernel; 101 columns leave tails.
+  for (Index rows : {10, 150})
+    for (int threads : {1, 2}) {
+      const RowMatrix<T> x = random_matrix<T>(rows, 40, 14), w = random_matrix<T>(40, 101, 15);
+      const sf::RowVector<T> b = random_matrix<T>(1, 101, 16);
+      sf::ops::GemmScratch<T> scratch;
+      RowMatrix<T> fused(rows, 101), separate(rows, 101);
+      sf::ops::linear_activate<T>(x, w, b, sf::Activation::GeluErf, fused, threads, scratch);
+      sf::ops::linear<T>(x, w, b, separate, threads, scratch);
+      const naive::M pre = naive::linear(x.template cast<double>(), w.template cast<double>(),
+                                         b.template cast<double>());
+      sf::ops::activate<T>(sf::Activation::GeluErf, separate, 1);
+      // Vectorised and scalar erf may differ in the last bit where block edges fall differently.
+      EXPECT_LT(max_abs_diff(fused, separate), this->tol()) << rows << " rows, " << threads << " threads";
+      for (Index i = 0; i < rows; ++i)
+        for (Index j = 0; j < 101; ++j)
+          ASSERT_NEAR(double(fused(i, j)), naive::activation(sf::Activation::GeluErf, pre(i, j)),
+                      this->tol() * 10);
+    }
+}

@@ -13,6 +13,10 @@
 
 #include "commands.hpp"
 
+#if defined(SHAREFORMER_USE_BLAS)
+extern "C" void openblas_set_num_threads(int);
+#endif
+
 namespace {
 
 // Errors are one line on stderr: "shareformer: error: <message>".
@@ -25,6 +29,11 @@ int fail(int status, std::string message) {
 }  // namespace
 
 int main(int argc, char** argv) {
+#if defined(SHAREFORMER_USE_BLAS)
+  // The library splits every product over its own threads; OpenBLAS threading on top would
+  // oversubscribe the cores.
+  openblas_set_num_threads(1);
+#endif
   namespace cli = shareformer::cli;
   CLI::App app("shareformer: transformer encoders with cross-layer parameter sharing",
                "shareformer");

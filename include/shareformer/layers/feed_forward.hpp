@@ -34,8 +34,7 @@ class FeedForward {
   /// y += FFN(x). x, y (tokens, d_model), distinct.
   void forward_accumulate(ConstMatrixRef<T> x, MatrixRef<T> y, Workspace<T>& ws, int threads) const {
     // (tokens, d_ff)
-    in_.forward(x, ws.inner, threads, ws.gemm);
-    ops::activate<T>(activation_, ws.inner, threads);
+    in_.forward_activate(x, activation_, ws.inner, threads, ws.gemm);
     out_.forward_accumulate(ws.inner, y, threads, ws.gemm);
   }
 

@@ -53,6 +53,11 @@ class Linear {
     ops::GemmScratch<T> scratch;
     forward(x, y, threads, scratch);
   }
+  /// y = act(x W + b), the activation fused into the GEMM. x (rows, in), y (rows, out).
+  void forward_activate(ConstMatrixRef<T> x, Activation activation, MatrixRef<T> y, int threads,
+                        ops::GemmScratch<T>& scratch) const {
+    ops::linear_activate<T>(x, weight_, bias_, activation, y, threads, scratch);
+  }
   /// y += x W + b. x (rows, in), y (rows, out).
   void forward_accumulate(ConstMatrixRef<T> x, MatrixRef<T> y, int threads,
                           ops::GemmScratch<T>& scratch) const {

@@ -80,12 +80,18 @@ void gemm_kernel(Index m, Index n, Index k, const T* a, Index lda, const T* b, I
 #endif
 inline constexpr Index small_gemm_max_rows = SHAREFORMER_SMALL_GEMM_MAX_ROWS;
 
+/// An epilogue that does nothing.
+struct NoEpilogue {
+  void operator()(Index, Index, Index, Index) const {}
+};
+
 /// c += a * b. a (m, k), b (k, n), c (m, n), all row-major with any outer stride. Splits the
 /// columns of c (or its rows, when there are many) over `threads` threads; scratch keeps each
-/// thread's packing buffers.
-template <typename T>
+/// thread's packing buffers. epilogue(row, rows, col, cols) is called once on every block of c
+/// when that block is final, by the thread that computed it (e.g. to apply an activation).
+template <typename T, typename Epilogue = NoEpilogue>
 void gemm_accumulate(ConstMatrixRef<T> a, ConstMatrixRef<T> b, MatrixRef<T> c, int threads,
-                     GemmScratch<T>& scratch) {
+                     GemmScratch<T>& scratch, Epilogue&& epilogue = {}) {
   assert(a.cols() == b.rows() && c.rows() == a.rows() && c.cols() == b.cols());
   const Index m = a.rows(), n = b.cols(), k = a.cols();
   if (m <= small_gemm_max_rows) {
@@ -93,7 +99,8 @@ void gemm_accumulate(ConstMatrixRef<T> a, ConstMatrixRef<T> b, MatrixRef<T> c, i
     const Index grain = detail::small_gemm_packets * detail::packet_size<T>;
     shareformer::detail::parallel_chunks(n, grain, threads, [&](Index begin, Index end, int) {
       detail::small_gemm<T>(m, k, a.data(), a.outerStride(), b.data(), b.outerStride(), c.data(),
-                            c.outerStride(), begin, end);
+                            c.outerStride(), begin, end,
+                            [&](Index col, Index cols) { epilogue(Index(0), m, col, cols); });
     });
     return;
   }
@@ -110,10 +117,12 @@ void gemm_accumulate(ConstMatrixRef<T> a, ConstMatrixRef<T> b, MatrixRef<T> c, i
                                               a.outerStride(), b.data(), b.outerStride(),
                                               c.data() + begin * c.outerStride(), c.outerStride(),
                                               blocking);
+      epilogue(begin, end - begin, Index(0), n);
     } else {
       detail::gemm_kernel<T, Eigen::RowMajor>(m, end - begin, k, a.data(), a.outerStride(),
                                               b.data() + begin, b.outerStride(), c.data() + begin,
                                               c.outerStride(), blocking);
+      epilogue(Index(0), m, begin, end - begin);
     }
   });
 }

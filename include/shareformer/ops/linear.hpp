@@ -3,6 +3,8 @@
 #pragma once
 
 #include <shareformer/core/types.hpp>
+#include <shareformer/core/config.hpp>
+#include <shareformer/ops/activation.hpp>
 #include <shareformer/ops/gemm.hpp>
 
 namespace shareformer::ops {
@@ -14,6 +16,16 @@ void linear(ConstMatrixRef<T> x, ConstMatrixRef<T> w, const RowVector<T>& b, Mat
   // The bias is the GEMM's starting value, so it costs no separate pass.
   y.rowwise() = b;
   gemm_accumulate<T>(x, w, y, threads, scratch);
+}
+
+/// y = act(x W + b), the activation applied to each block of y as soon as the GEMM finishes it.
+template <typename T>
+void linear_activate(ConstMatrixRef<T> x, ConstMatrixRef<T> w, const RowVector<T>& b,
+                     Activation activation, MatrixRef<T> y, int threads, GemmScratch<T>& scratch) {
+  y.rowwise() = b;
+  gemm_accumulate<T>(x, w, y, threads, scratch, [&](Index row, Index rows, Index col, Index cols) {
+    detail::activate_rows<T>(activation, y.block(row, col, rows, cols));
+  });
 }
 
 /// y += x W + b: the projection closing a residual branch, added onto the residual in y.

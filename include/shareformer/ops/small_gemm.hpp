@@ -63,21 +63,30 @@ void small_panel(Index m, Index k, const T* a, Index lda, const T* b, Index ldb,
 }
 
 /// c (m, n) += a (m, k) * b (k, n) for columns [col_begin, col_end) of b and c, all row-major.
-/// Columns go in panels of 3 packets, then 1 packet, then one scalar column at a time.
-template <typename T>
+/// Columns go in panels of 3 packets, then 1 packet, then one scalar column at a time; after each
+/// panel, epilogue(first column, columns) runs on it while it is still in cache.
+template <typename T, typename Epilogue>
 void small_gemm(Index m, Index k, const T* a, Index lda, const T* b, Index ldb, T* c, Index ldc,
-                Index col_begin, Index col_end) {
+                Index col_begin, Index col_end, Epilogue&& epilogue) {
   constexpr int W = packet_size<T>;
   constexpr int NR = small_gemm_packets;
   Index j = col_begin;
-  for (; j + NR * W <= col_end; j += NR * W) small_panel<T, NR>(m, k, a, lda, b + j, ldb, c + j, ldc);
-  for (; j + W <= col_end; j += W) small_panel<T, 1>(m, k, a, lda, b + j, ldb, c + j, ldc);
-  for (; j < col_end; ++j)
+  for (; j + NR * W <= col_end; j += NR * W) {
+    small_panel<T, NR>(m, k, a, lda, b + j, ldb, c + j, ldc);
+    epilogue(j, Index(NR * W));
+  }
+  for (; j + W <= col_end; j += W) {
+    small_panel<T, 1>(m, k, a, lda, b + j, ldb, c + j, ldc);
+    epilogue(j, Index(W));
+  }
+  for (const Index tail = j; j < col_end; ++j) {
     for (Index i = 0; i < m; ++i) {
       T acc = c[i * ldc + j];
       for (Index p = 0; p < k; ++p) acc += a[i * lda + p] * b[p * ldb + j];
       c[i * ldc + j] = acc;
     }
+    if (j + 1 == col_end) epilogue(tail, col_end - tail);
+  }
 }
 
 }  // namespace shareformer::ops::detail

@@ -1,0 +1,229 @@
+"""Markdown table and GFLOP/s plot from a peer-benchmark results.json.
+
+Usage: /usr/bin/python3 report.py RESULTS_DIR   (rewrites table.md, gflops.svg and gflops.png)
+"""
+import json
+import os
+import sys
+
+from workloads import MODELS, POLICY_LABEL
+
+LABEL = {"pytorch": "PyTorch", "onnxruntime": "ONNX Runtime", "shareformer": "shareformer"}
+COLOR = {"pytorch": "#d62728", "onnxruntime": "#1f77b4", "shareformer": "#2ca02c"}
+ALL_PEERS = ("pytorch", "onnxruntime", "shareformer")
+
+
+def fmt_ms(x):
+    return f"{x:.1f}" if x >= 10 else f"{x:.2f}"
+
+
+def cell_rows(results):
+    """Per cell: the peers' summaries, best peer and ratios, in table order."""
+    rows = []
+    for c in results["cells"]:
+        s = {p: rec["summary"] for p, rec in c["peers"].items() if "summary" in rec}
+        best = min(s, key=lambda p: s[p]["median_ms"]) if s else None
+        rows.append((c, s, best))
+    order = {m: i for i, m in enumerate(MODELS)}
+    rows.sort(key=lambda r: (order.get(r[0]["model"], 99), r[0]["tokens"], r[0]["batch"],
+                             r[0]["policy"], r[0]["threads"]))
+    return rows
+
+
+def gflops(c, ms):
+    return c["flops"] / (ms * 1e-3) / 1e9
+
+
+def table_md(results):
+    peers = [p for p in ALL_PEERS if p in results["peers"]]
+    v = results["versions"]
+    peak = results["peak_gflops"]
+    lines = []
+    lines.append(f"# Peer benchmark{' (quick run)' if results['quick'] else ''}: "
+                 f"{results['date']}")
+    lines.append("")
+    lines.append(f"Machine: {v.get('cpu')}, {v.get('cpus')} CPUs, Linux {v.get('kernel')}. "
+                 f"shareformer tree: {v.get('git')}.  ")
+    peer_v = []
+    if "pytorch" in peers:
+        peer_v.append(f"PyTorch {v.get('pytorch')} (fast path)")
+    if "onnxruntime" in peers:
+        peer_v.append(f"ONNX Runtime {v.get('onnxruntime')} (onnxruntime-node, Node {v.get('node')})")
+    if "shareformer" in peers:
+        peer_v.append(f"shareformer ({v.get('shareformer')})")
+    lines.append("Peers: " + "; ".join(peer_v) + ".  ")
+    lines.append("Measured FMA peak: " + ", ".join(
+        f"{p['gflops']:.0f} GFLOP/s on {t} thread{'s' if t != '1' else ''}"
+        for t, p in peak.items()) + " (peak.cpp, best of 5).  ")
+    st = results["settings"]
+    waited = sum(l.get("waited_s", 0) for l in results["load"])
+    lines.append(f"{st['rounds']} interleaved rounds; per cell and round {st['warmup']} warm-up run(s), "
+                 f"then {st['min_iters']}-{st['max_iters']} timed runs (about {st['target_ms']:.0f} ms "
+                 f"of work). Whole run: {results['elapsed_s'] / 60:.1f} min"
+                 + (f", {waited / 60:.1f} of them waiting for the load to drop" if waited > 1
+                    else "")
+                 + ". Load average (1 min) before the rounds: "
+                 + ", ".join(f"{l['before'][0]:.2f}" for l in results["load"])
+                 + (" (the machine was busy: times are inflated and scattered)"
+                    if max(l["before"][0] for l in results["load"]) > 1.0 else "") + ".  ")
+    removed = results["environment"]["removed_from_peers_env"]
+    if removed:
+        lines.append("Removed from the peers' environment: "
+                     + ", ".join(f"`{k}={val}`" for k, val in removed.items())
+                     + "; PyTorch ran with `OMP_WAIT_POLICY=PASSIVE`, `OMP_NUM_THREADS` = "
+                       "`OPENBLAS_NUM_THREADS` = threads.")
+    for n in results["notes"]:
+        lines.append(f"\n> Note: {n}")
+    for e in results["errors"]:
+        lines.append(f"\n> Error: {e}")
+    lines.append("")
+    lines.append("## Forward time, ms")
+    lines.append("")
+    lines.append("Median of the per-round medians (min-max of the per-round medians), and the "
+                 "ratio to the fastest peer of that row in this run (x1.00 = fastest, in bold). "
+                 "Layer stack only, fp32, input [B, S, d], no padding.")
+    lines.append("")
+    head = ["model", "sharing", "B x S", "threads"] + [LABEL[p] for p in peers] + ["best"]
+    if "shareformer" in peers and len(peers) > 1:
+        head.append("shareformer speed-up vs best other")
+    lines.append("| " + " | ".join(head) + " |")
+    lines.append("|" + "---|" * len(head))
+    rows = cell_rows(results)
+    for c, s, best in rows:
+        r = [c["model"], POLICY_LABEL[c["policy"]], f"{c['batch']} x {c['seq']}", str(c["threads"])]
+        for p in peers:
+            if p not in s:
+                r.append("-")
+                continue
+            x = s[p]
+            txt = (f"{fmt_ms(x['median_ms'])} ({fmt_ms(x['round_min_ms'])}-"
+                   f"{fmt_ms(x['round_max_ms'])}) x{x['median_ms'] / s[best]['median_ms']:.2f}")
+            r.append(f"**{txt}**" if p == best else txt)
+        r.append(LABEL[best] if best else "-")
+        if "shareformer" in peers and len(peers) > 1:
+            others = [s[p]["median_ms"] for p in s if p != "shareformer"]
+            r.append(f"{min(others) / s['shareformer']['median_ms']:.2f}x"
+                     if others and "shareformer" in s else "-")
+        lines.append("| " + " | ".join(r) + " |")
+    lines.append("")
+    lines.append("## Throughput, GFLOP/s (% of the measured peak for that thread count)")
+    lines.append("")
+    lines.append("GFLOP per forward from the analytic matmul count: layers x [2T(4d^2 + 2d ff) "
+                 "+ 4BS^2 d], T = B S.")
+    lines.append("")
+    head = ["model", "sharing", "B x S", "threads", "GFLOP"] + [LABEL[p] for p in peers]
+    lines.append("| " + " | ".join(head) + " |")
+    lines.append("|" + "---|" * len(head))
+    for c, s, best in rows:
+        pk = peak[str(c["threads"])]["gflops"]
+        r = [c["model"], POLICY_LABEL[c["policy"]], f"{c['batch']} x {c['seq']}",
+             str(c["threads"]), f"{c['flops'] / 1e9:.1f}"]
+        for p in peers:
+            if p not in s:
+                r.append("-")
+                continue
+            g = gflops(c, s[p]["median_ms"])
+            r.append(f"{g:.0f} ({100 * g / pk:.0f} %)")
+        lines.append("| " + " | ".join(r) + " |")
+    om = results.get("onnx_models")
+    if om:
+        lines.append("")
+        lines.append("## ONNX files")
+        lines.append("")
+        lines.append(f"Exported from the PyTorch modules by torch {om['torch']} (opset {om['opset']}). "
+                     "A shared stack is unrolled into 12 copies of the layer's nodes, all reading one "
+                     "set of initializers. Max abs diff: ONNX Runtime's output vs PyTorch's on a "
+                     "1 x 16 input (the worker checks it when it loads the model).")
+        lines.append("")
+        lines.append("| model | sharing | file MiB | PyTorch parameters MiB | max abs diff |")
+        lines.append("|---|---|---|---|---|")
+        sess = {}
+        for c in results["cells"]:
+            rec = c["peers"].get("onnxruntime", {})
+            if "session" in rec and (c["model"], c["policy"]) not in sess:
+                sess[(c["model"], c["policy"])] = rec["session"]
+        for key, f in om["files"].items():
+            model, policy = key.rsplit("-", 1)
+            if model not in {c["model"] for c in results["cells"]}:
+                continue
+            se = sess.get((model, policy), {})
+            diff = f"{se['max_abs_diff_vs_torch']:.1e}" if "max_abs_diff_vs_torch" in se else "-"
+            lines.append(f"| {model} | {POLICY_LABEL[policy]} | {f['bytes'] / 2**20:.1f} | "
+                         f"{f['torch_parameter_bytes'] / 2**20:.1f} | {diff} |")
+    lines.append("")
+    lines.append("![GFLOP/s vs tokens](gflops.svg)")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def plot(results, out_dir):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    peers = [p for p in ALL_PEERS if p in results["peers"]]
+    threads = sorted({c["threads"] for c in results["cells"]})
+    fig, axes = plt.subplots(1, len(threads), figsize=(6.4 * len(threads), 6.0), squeeze=False,
+                             sharey=True)
+    rows = cell_rows(results)
+    for ax, t in zip(axes[0], threads):
+        for p in peers:
+            for policy, style in (("all", "-"), ("none", "--")):
+                for model, marker, filled in (("bert-base", "o", True), ("seed", "s", False)):
+                    pts = [(c["tokens"], gflops(c, s[p]["median_ms"]),
+                            gflops(c, s[p]["round_max_ms"]), gflops(c, s[p]["round_min_ms"]))
+                           for c, s, _ in rows
+                           if c["threads"] == t and c["policy"] == policy and c["model"] == model
+                           and p in s and c["batch"] * c["seq"] == c["tokens"]]
+                    if not pts:
+                        continue
+                    pts.sort()
+                    xs = [q[0] for q in pts]
+                    ys = [q[1] for q in pts]
+                    err = [[q[1] - q[2] for q in pts], [q[3] - q[1] for q in pts]]
+                    label = f"{LABEL[p]}, {POLICY_LABEL[policy]}"
+                    if model != "bert-base":
+                        label += f" ({model} d={MODELS[model][0]})"
+                    ax.errorbar(xs, ys, yerr=err, color=COLOR[p], linestyle=style if model ==
+                                "bert-base" else "none", marker=marker, capsize=3,
+                                markerfacecolor=COLOR[p] if filled else "white",
+                                alpha=1.0 if policy == "all" else 0.75, label=label)
+        pk = results["peak_gflops"][str(t)]["gflops"]
+        ax.axhline(pk, color="grey", linestyle=":", linewidth=1)
+        ax.text(min(c["tokens"] for c in results["cells"]), pk, f" FMA peak {pk:.0f}", va="bottom",
+                color="grey", fontsize=8)
+        ax.set_xscale("log", base=2)
+        tok = sorted({c["tokens"] for c in results["cells"]})
+        ax.set_xticks(tok)
+        ax.set_xticklabels([str(x) for x in tok])
+        ax.set_xlabel("tokens (B x S)")
+        ax.set_title(f"{t} thread{'s' if t > 1 else ''}")
+        ax.grid(True, alpha=0.3)
+    top = max(p["gflops"] for p in results["peak_gflops"].values()) * 1.08
+    for ax in axes[0]:
+        ax.set_ylim(0, top)
+    axes[0][0].set_ylabel("GFLOP/s (analytic matmul count / median time)")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False,
+               bbox_to_anchor=(0.5, 0.03))
+    fig.suptitle("12-layer post-LN encoder stack, fp32: bert-base d=768 (lines), "
+                 "seed d=512 (hollow squares)" + (" - quick run" if results["quick"] else ""),
+                 fontsize=10)
+    fig.text(0.01, 0.01, f"{results['date']} | {results['versions'].get('cpu')} | "
+             "error bars: min-max of per-round medians", fontsize=7, color="grey")
+    fig.tight_layout(rect=(0, 0.15, 1, 0.95))
+    for ext in ("svg", "png"):
+        fig.savefig(os.path.join(out_dir, f"gflops.{ext}"), dpi=110)
+    plt.close(fig)
+
+
+def write_all(results, out_dir):
+    with open(os.path.join(out_dir, "table.md"), "w") as f:
+        f.write(table_md(results))
+    plot(results, out_dir)
+
+
+if __name__ == "__main__":
+    d = sys.argv[1]
+    with open(os.path.join(d, "results.json")) as f:
+        write_all(json.load(f), d)
