@@ -74,9 +74,15 @@ void gemm_kernel(Index m, Index n, Index k, const T* a, Index lda, const T* b, I
 }  // namespace detail
 
 /// Products with at most this many rows use the register-blocked small_gemm kernel, which reads
-/// b (the weights) in place; larger ones pack both operands for Eigen's GEBP kernel.
+/// b (the weights) in place; larger ones go to Eigen's GEBP entry point (OpenBLAS's sgemm with
+/// SHAREFORMER_USE_BLAS). Measured here (benchmarks/bench_ops, AVX-512): small_gemm beats Eigen's
+/// packed GEBP kernel at every row count up to 1024, so without BLAS every product takes it.
 #ifndef SHAREFORMER_SMALL_GEMM_MAX_ROWS
+#if defined(SHAREFORMER_USE_BLAS)
 #define SHAREFORMER_SMALL_GEMM_MAX_ROWS 64
+#else
+#define SHAREFORMER_SMALL_GEMM_MAX_ROWS 1000000000
+#endif
 #endif
 inline constexpr Index small_gemm_max_rows = SHAREFORMER_SMALL_GEMM_MAX_ROWS;
 
@@ -95,7 +101,7 @@ void gemm_accumulate(ConstMatrixRef<T> a, ConstMatrixRef<T> b, MatrixRef<T> c, i
   assert(a.cols() == b.rows() && c.rows() == a.rows() && c.cols() == b.cols());
   const Index m = a.rows(), n = b.cols(), k = a.cols();
   if (m <= small_gemm_max_rows) {
-    // Few tokens: the weights are the traffic; each thread streams its own columns of them once.
+    // Each thread streams its own columns of the weights.
     const Index grain = detail::small_gemm_packets * detail::packet_size<T>;
     shareformer::detail::parallel_chunks(n, grain, threads, [&](Index begin, Index end, int) {
       detail::small_gemm<T>(m, k, a.data(), a.outerStride(), b.data(), b.outerStride(), c.data(),
