@@ -144,7 +144,8 @@ TYPED_TEST(Ops, FusedActivationEqualsLinearThenActivation) {
   // 10 rows take the small-product kernel, 150 rows Eigen's packed kernel; 101 columns leave tails.
   for (Index rows : {10, 150})
     for (int threads : {1, 2}) {
-      const RowMatrix<T> x = random_matrix<T>(rows, 40, 14), w = random_matrix<T>(40, 101, 15);
+      // Depth 300 takes two passes over k before the epilogue may run.
+      const RowMatrix<T> x = random_matrix<T>(rows, 300, 14), w = random_matrix<T>(300, 101, 15);
       const sf::RowVector<T> b = random_matrix<T>(1, 101, 16);
       sf::ops::GemmScratch<T> scratch;
       RowMatrix<T> fused(rows, 101), separate(rows, 101);
@@ -158,6 +159,6 @@ TYPED_TEST(Ops, FusedActivationEqualsLinearThenActivation) {
       for (Index i = 0; i < rows; ++i)
         for (Index j = 0; j < 101; ++j)
           ASSERT_NEAR(double(fused(i, j)), naive::activation(sf::Activation::GeluErf, pre(i, j)),
-                      this->tol() * 10);
+                      this->tol() * std::sqrt(300.0));  // as the GEMM test: error grows with depth
     }
 }

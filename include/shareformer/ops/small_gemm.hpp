@@ -6,6 +6,7 @@
 #include <shareformer/core/types.hpp>
 
 #include <Eigen/Core>
+#include <algorithm>
 
 namespace shareformer::ops::detail {
 
@@ -62,31 +63,46 @@ void small_panel(Index m, Index k, const T* a, Index lda, const T* b, Index ldb,
   }
 }
 
+/// Depth of one pass over k: a (kc x 3 packets) block of b stays in L1 while every row tile of c
+/// reads it (kc 256: 48 KiB of floats; 256 measured best of 96..512 in benchmarks/bench_ops).
+#ifndef SHAREFORMER_SMALL_GEMM_KC
+#define SHAREFORMER_SMALL_GEMM_KC 256
+#endif
+inline constexpr Index small_gemm_kc = SHAREFORMER_SMALL_GEMM_KC;
+
 /// c (m, n) += a (m, k) * b (k, n) for columns [col_begin, col_end) of b and c, all row-major.
-/// Columns go in panels of 3 packets, then 1 packet, then one scalar column at a time; after each
-/// panel, epilogue(first column, columns) runs on it while it is still in cache.
+/// k goes in passes of small_gemm_kc; within a pass, columns go in panels of 3 packets, then 1
+/// packet, then one scalar column at a time. After the last pass over a panel,
+/// epilogue(first column, columns) runs on it while it is still in cache.
 template <typename T, typename Epilogue>
 void small_gemm(Index m, Index k, const T* a, Index lda, const T* b, Index ldb, T* c, Index ldc,
                 Index col_begin, Index col_end, Epilogue&& epilogue) {
   constexpr int W = packet_size<T>;
   constexpr int NR = small_gemm_packets;
-  Index j = col_begin;
-  for (; j + NR * W <= col_end; j += NR * W) {
-    small_panel<T, NR>(m, k, a, lda, b + j, ldb, c + j, ldc);
-    epilogue(j, Index(NR * W));
-  }
-  for (; j + W <= col_end; j += W) {
-    small_panel<T, 1>(m, k, a, lda, b + j, ldb, c + j, ldc);
-    epilogue(j, Index(W));
-  }
-  for (const Index tail = j; j < col_end; ++j) {
-    for (Index i = 0; i < m; ++i) {
-      T acc = c[i * ldc + j];
-      for (Index p = 0; p < k; ++p) acc += a[i * lda + p] * b[p * ldb + j];
-      c[i * ldc + j] = acc;
+  for (Index k0 = 0; k0 < k; k0 += small_gemm_kc) {
+    const Index kc = std::min(small_gemm_kc, k - k0);
+    const bool last = k0 + kc == k;
+    const T* ak = a + k0;
+    const T* bk = b + k0 * ldb;
+    Index j = col_begin;
+    for (; j + NR * W <= col_end; j += NR * W) {
+      small_panel<T, NR>(m, kc, ak, lda, bk + j, ldb, c + j, ldc);
+      if (last) epilogue(j, Index(NR * W));
     }
-    if (j + 1 == col_end) epilogue(tail, col_end - tail);
+    for (; j + W <= col_end; j += W) {
+      small_panel<T, 1>(m, kc, ak, lda, bk + j, ldb, c + j, ldc);
+      if (last) epilogue(j, Index(W));
+    }
+    if (j == col_end) continue;
+    for (Index col = j; col < col_end; ++col)
+      for (Index i = 0; i < m; ++i) {
+        T acc = c[i * ldc + col];
+        for (Index p = 0; p < kc; ++p) acc += ak[i * lda + p] * bk[p * ldb + col];
+        c[i * ldc + col] = acc;
+      }
+    if (last) epilogue(j, col_end - j);
   }
+  if (k == 0) epilogue(col_begin, col_end - col_begin);
 }
 
 }  // namespace shareformer::ops::detail
