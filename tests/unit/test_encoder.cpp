@@ -11,6 +11,7 @@
 #include <string>
 
 #include "support/reference.hpp"
+#include "support/scratch.hpp"
 
 namespace sf = shareformer;
 namespace io = shareformer::io;
@@ -70,40 +71,8 @@ double unmasked_error(const RowMatrix<T>& got, const Golden& g) {
   return worst;
 }
 
-/// Checks that `fn` throws E whose message contains `needle`.
-template <typename E, typename Fn>
-void expect_error(Fn&& fn, const std::string& needle) {
-  try {
-    fn();
-    ADD_FAILURE() << "expected an exception containing: " << needle;
-  } catch (const E& e) {
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos)
-        << "message: " << e.what() << "\nexpected to contain: " << needle;
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "wrong exception type, message: " << e.what();
-  }
-}
-
-/// A scratch directory removed at the end of the test.
-class TempDir {
- public:
-  TempDir() {
-    static int counter = 0;
-    path_ = fs::temp_directory_path() / ("shareformer_test_encoder_" + std::to_string(::getpid()) +
-                                         "_" + std::to_string(counter++));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string str() const { return path_.string(); }
-  std::string operator/(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
-};
+using shareformer::testing::expect_error;
+using shareformer::testing::TempDir;
 
 nlohmann::json read_json(const std::string& path) {
   std::ifstream in(path);
