@@ -53,13 +53,15 @@ void parallel_rows(Index rows, Index cols, int threads, Body&& body) {
   parallel_chunks(rows, 1, useful, [&](Index begin, Index end, int) { body(begin, end); });
 }
 
-/// Calls body(item, thread) for each item in [0, count), items dealt dynamically to `threads`.
+/// Calls body(item, thread) for each item in [0, count), items dealt round-robin to `threads`.
+/// The deal is static so that a thread gets the same items every call: after one call of a given
+/// shape, each thread's scratch is sized for its items and later calls allocate nothing.
 template <typename Body>
 void parallel_items(Index count, int threads, Body&& body) {
   const int n = static_cast<int>(std::min<Index>(std::max(threads, 1), std::max<Index>(count, 1)));
 #if defined(_OPENMP)
   if (n > 1) {
-#pragma omp parallel for num_threads(n) schedule(dynamic, 1)
+#pragma omp parallel for num_threads(n) schedule(static, 1)
     for (Index i = 0; i < count; ++i) body(i, omp_get_thread_num());
     return;
   }

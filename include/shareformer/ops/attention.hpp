@@ -8,6 +8,7 @@
 #include <shareformer/ops/gemm.hpp>
 #include <shareformer/ops/softmax.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
