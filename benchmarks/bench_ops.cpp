@@ -91,17 +91,4 @@ BENCHMARK(Attention)->ArgNames({"batch", "seq", "threads"})->ArgsProduct({{1, 8}
 BENCHMARK(LayerNorm)->ArgNames({"tokens", "d"})->Args({16, 768})->Args({1024, 768});
 BENCHMARK(Gelu)->ArgNames({"tokens", "d_ff"})->Args({16, 3072})->Args({1024, 3072});
 
-#if defined(SHAREFORMER_USE_BLAS)
-extern "C" void openblas_set_num_threads(int);
-#endif
-
-int main(int argc, char** argv) {
-#if defined(SHAREFORMER_USE_BLAS)
-  openblas_set_num_threads(1);  // shareformer splits products over its own threads
-#endif
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
-}
+#include "bench_main.hpp"

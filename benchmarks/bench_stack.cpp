@@ -74,17 +74,4 @@ BENCHMARK(Stack12_SharedFfn)->Apply(shapes);
 BENCHMARK(Stack12_SharedAttention)->Apply(shapes);
 BENCHMARK(Stack12_SharedAll)->Apply(shapes);
 
-#if defined(SHAREFORMER_USE_BLAS)
-extern "C" void openblas_set_num_threads(int);
-#endif
-
-int main(int argc, char** argv) {
-#if defined(SHAREFORMER_USE_BLAS)
-  openblas_set_num_threads(1);  // shareformer splits products over its own threads
-#endif
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
-}
+#include "bench_main.hpp"
