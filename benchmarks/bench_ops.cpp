@@ -35,6 +35,32 @@ void Gemm(benchmark::State& state) {
                                                 benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// range: tokens, in, out, threads, route. The routes a product can take: 0 = the small_gemm
+// kernel on float weights, 1 = Eigen's GEBP entry point (OpenBLAS's sgemm in a
+// SHAREFORMER_USE_BLAS build), 2 = the small_gemm kernel on bfloat16 weights (widened as read).
+// Picks SHAREFORMER_SMALL_GEMM_MAX_ROWS (0 vs 1) and SHAREFORMER_BF16_GEMM_MAX_ROWS (0 vs 2).
+void GemmRoute(benchmark::State& state) {
+  const Index t = state.range(0), k = state.range(1), n = state.range(2);
+  const int threads = static_cast<int>(state.range(3));
+  const auto route = state.range(4);
+  const auto a = noise(t, k, 1), b = noise(k, n, 2);
+  const sf::RowMatrix<Eigen::bfloat16> b16 = b.cast<Eigen::bfloat16>();
+  sf::RowMatrix<float> c(t, n);
+  sf::ops::GemmScratch<float> scratch;
+  for (auto _ : state) {
+    c.setZero();
+    if (route == 1)
+      sf::ops::detail::gemm_blocked_path<float>(a, b, c, threads, scratch, sf::ops::NoEpilogue{});
+    else if (route == 2)
+      sf::ops::gemm_accumulate<float>(a, b16, c, threads, scratch);
+    else
+      sf::ops::detail::gemm_small_path<float>(a, b, c, threads, sf::ops::NoEpilogue{});
+    benchmark::DoNotOptimize(c.data());
+  }
+  state.counters["FLOP/s"] = benchmark::Counter(2.0 * static_cast<double>(t * k * n),
+                                                benchmark::Counter::kIsIterationInvariantRate);
+}
+
 // range: batch, seq_len, threads; d 768, 12 heads.
 void Attention(benchmark::State& state) {
   const Index batch = state.range(0), s = state.range(1), d = 768, heads = 12;
@@ -86,6 +112,11 @@ BENCHMARK(Gemm)
     ->ArgsProduct({{16, 128, 1024}, {768}, {2304, 3072}, {1, 2}})
     ->Args({16, 3072, 768, 1})
     ->Args({1024, 3072, 768, 2})
+    ->UseRealTime();
+BENCHMARK(GemmRoute)
+    ->ArgNames({"tokens", "in", "out", "threads", "route"})
+    ->ArgsProduct({{16, 64, 128, 256, 512, 1024}, {768}, {2304, 3072}, {1, 2}, {0, 1, 2}})
+    ->ArgsProduct({{16, 64, 128, 256, 512, 1024}, {3072}, {768}, {1, 2}, {0, 1, 2}})
     ->UseRealTime();
 BENCHMARK(Attention)->ArgNames({"batch", "seq", "threads"})->ArgsProduct({{1, 8}, {16, 128, 512}, {1, 2}})->UseRealTime();
 BENCHMARK(LayerNorm)->ArgNames({"tokens", "d"})->Args({16, 768})->Args({1024, 768});

@@ -22,13 +22,15 @@ sf::BlockConfig preset(int which) {
   return c;
 }
 
+// bf16: Stack::use_bf16_weights (products of up to ops::bf16_gemm_max_rows rows read bfloat16).
 template <typename Policy>
-void run_stack(benchmark::State& state, Index n_layers) {
+void run_stack(benchmark::State& state, Index n_layers, bool bf16 = false) {
   const sf::BlockConfig c = preset(static_cast<int>(state.range(0)));
   const Index batch = state.range(1), seq_len = state.range(2);
   const int threads = static_cast<int>(state.range(3));
   sf::Stack<Policy> stack(c, n_layers);
   stack.randomize(1);
+  if (bf16) stack.use_bf16_weights();
   const sf::Batch layout = sf::Batch::uniform(batch, seq_len);
   std::mt19937 rng(2);
   std::normal_distribution<float> normal;
@@ -59,6 +61,14 @@ void shapes(benchmark::internal::Benchmark* b) {
   b->Unit(benchmark::kMillisecond)->UseRealTime();
 }
 
+void small_shapes(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"model", "batch", "seq", "threads"});
+  for (int model : {0, 1})
+    for (int seq : {16, 32})
+      for (int threads : {1, 2}) b->Args({model, 1, seq, threads});
+  b->Unit(benchmark::kMillisecond)->UseRealTime();
+}
+
 }  // namespace
 
 // One layer: the per-layer cost, identical for every policy.
@@ -73,5 +83,11 @@ BENCHMARK(Stack12_Unshared)->Apply(shapes);
 BENCHMARK(Stack12_SharedFfn)->Apply(shapes);
 BENCHMARK(Stack12_SharedAttention)->Apply(shapes);
 BENCHMARK(Stack12_SharedAll)->Apply(shapes);
+
+// bfloat16 weights at the sizes where streaming the weights bounds the time.
+static void Stack12_Unshared_Bf16(benchmark::State& state) { run_stack<sf::Unshared>(state, 12, true); }
+static void Stack12_SharedAll_Bf16(benchmark::State& state) { run_stack<sf::SharedAll>(state, 12, true); }
+BENCHMARK(Stack12_Unshared_Bf16)->Apply(small_shapes);
+BENCHMARK(Stack12_SharedAll_Bf16)->Apply(small_shapes);
 
 #include "bench_main.hpp"

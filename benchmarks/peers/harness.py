@@ -25,7 +25,11 @@ sys.path.insert(0, HERE)
 import report  # noqa: E402
 from workloads import FULL_SHAPES, MODELS, POLICIES, QUICK_SHAPES, flops  # noqa: E402
 
-PEERS = ("pytorch", "onnxruntime", "shareformer")
+PEERS = ("pytorch", "onnxruntime", "shareformer", "shareformer-bf16")
+# shareformer-bf16: the same CLI with --weights bf16 (weights rounded to bfloat16, streamed as
+# bfloat16 by products over at most BF16_MAX_TOKENS tokens; larger ones are the float path, so
+# those cells are not run). Not fp32, so never the "best" of a row: reported beside it.
+BF16_MAX_TOKENS = 64
 # Removed from every peer's environment: this machine sets OPENBLAS_CORETYPE=Haswell, which keeps
 # OpenBLAS (PyTorch's BLAS here) off its AVX-512 kernels and halves its speed.
 OPENBLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
@@ -67,9 +71,10 @@ class Worker:
 class Shareformer:
     """shareformer's CLI, one process per cell and round (it builds its own random weights)."""
 
-    def __init__(self, binary, env):
+    def __init__(self, binary, env, extra=()):
         self.binary = binary
         self.env = env
+        self.extra = list(extra)
         help_text = subprocess.run([binary, "bench", "--help"], capture_output=True, text=True,
                                    env=env, timeout=60).stdout
         self.has_warmup = "--warmup" in help_text
@@ -80,7 +85,7 @@ class Shareformer:
     def run(self, model, policy, batch, seq, threads, warmup, iters):
         argv = [self.binary, "bench", "--preset", model, "--batch", str(batch), "--seq-len",
                 str(seq), "--threads", str(threads), "--policy", policy, "--iterations",
-                str(iters), "--json"]
+                str(iters), "--json"] + self.extra
         if self.has_warmup:
             argv += ["--warmup", str(warmup + 1)]  # +1: every run is a cold process
         p = subprocess.run(argv, capture_output=True, text=True, env=self.env, timeout=1800)
@@ -174,7 +179,8 @@ def main():
                     help="few shapes, 2 rounds, shorter cells: a smoke test")
     ap.add_argument("--rounds", type=int, help="rounds of interleaved runs (default 5; quick 2)")
     ap.add_argument("--threads", default="1,2", help="thread counts (default 1,2)")
-    ap.add_argument("--peers", default=",".join(PEERS), help="subset of " + ",".join(PEERS))
+    ap.add_argument("--peers", default=",".join(PEERS[:3]),
+                    help="subset of " + ",".join(PEERS) + " (default: the first three)")
     ap.add_argument("--models", default=",".join(MODELS), help="subset of " + ",".join(MODELS))
     ap.add_argument("--shapes", help="BxS list overriding the workloads', e.g. 1x16,8x128")
     ap.add_argument("--warmup", type=int, default=1, help="untimed runs per cell and round")
@@ -227,6 +233,12 @@ def main():
 
     # Peers available?
     sf = None
+    sf16 = None
+    if "shareformer-bf16" in peers:
+        if os.access(args.shareformer_bin, os.X_OK):
+            sf16 = Shareformer(args.shareformer_bin, env, ["--weights", "bf16"])
+        else:
+            peers.remove("shareformer-bf16")
     if "shareformer" in peers:
         if os.access(args.shareformer_bin, os.X_OK):
             try:
@@ -301,9 +313,14 @@ def main():
             k = (rnd + ci) % len(peers)
             order = peers[k:] + peers[:k]
             for peer in order:
+                if peer == "shareformer-bf16" and cell["tokens"] > BF16_MAX_TOKENS:
+                    continue
                 rec = cell["peers"].setdefault(peer, {"rounds": []})
                 try:
-                    if peer == "shareformer":
+                    if peer == "shareformer-bf16":
+                        r = sf16.run(cell["model"], cell["policy"], cell["batch"], cell["seq"],
+                                     cell["threads"], args.warmup, cell["iters"])
+                    elif peer == "shareformer":
                         r = sf.run(cell["model"], cell["policy"], cell["batch"], cell["seq"],
                                    cell["threads"], args.warmup, cell["iters"])
                     else:

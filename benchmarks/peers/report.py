@@ -8,9 +8,12 @@ import sys
 
 from workloads import MODELS, POLICY_LABEL
 
-LABEL = {"pytorch": "PyTorch", "onnxruntime": "ONNX Runtime", "shareformer": "shareformer"}
-COLOR = {"pytorch": "#d62728", "onnxruntime": "#1f77b4", "shareformer": "#2ca02c"}
-ALL_PEERS = ("pytorch", "onnxruntime", "shareformer")
+LABEL = {"pytorch": "PyTorch", "onnxruntime": "ONNX Runtime", "shareformer": "shareformer",
+         "shareformer-bf16": "shareformer bf16 weights"}
+COLOR = {"pytorch": "#d62728", "onnxruntime": "#1f77b4", "shareformer": "#2ca02c",
+         "shareformer-bf16": "#9467bd"}
+ALL_PEERS = ("pytorch", "onnxruntime", "shareformer", "shareformer-bf16")
+FP32_PEERS = ALL_PEERS[:3]  # the "best" of a row is the fastest of these
 
 
 def fmt_ms(x):
@@ -22,7 +25,8 @@ def cell_rows(results):
     rows = []
     for c in results["cells"]:
         s = {p: rec["summary"] for p, rec in c["peers"].items() if "summary" in rec}
-        best = min(s, key=lambda p: s[p]["median_ms"]) if s else None
+        fp32 = [p for p in s if p in FP32_PEERS]
+        best = min(fp32, key=lambda p: s[p]["median_ms"]) if fp32 else None
         rows.append((c, s, best))
     order = {m: i for i, m in enumerate(MODELS)}
     rows.sort(key=lambda r: (order.get(r[0]["model"], 99), r[0]["tokens"], r[0]["batch"],
@@ -51,6 +55,10 @@ def table_md(results):
         peer_v.append(f"ONNX Runtime {v.get('onnxruntime')} (onnxruntime-node, Node {v.get('node')})")
     if "shareformer" in peers:
         peer_v.append(f"shareformer ({v.get('shareformer')})")
+    if "shareformer-bf16" in peers:
+        peer_v.append("shareformer with `--weights bf16` (weights rounded to bfloat16 and streamed "
+                      "as bfloat16, float arithmetic; not fp32, so never a row's best; only run "
+                      "at <= 64 tokens, where its path differs)")
     lines.append("Peers: " + "; ".join(peer_v) + ".  ")
     lines.append("Measured FMA peak: " + ", ".join(
         f"{p['gflops']:.0f} GFLOP/s on {t} thread{'s' if t != '1' else ''}"
@@ -86,6 +94,8 @@ def table_md(results):
     head = ["model", "sharing", "B x S", "threads"] + [LABEL[p] for p in peers] + ["best"]
     if "shareformer" in peers and len(peers) > 1:
         head.append("shareformer speed-up vs best other")
+    if "shareformer-bf16" in peers:
+        head.append("bf16 speed-up vs best other")
     lines.append("| " + " | ".join(head) + " |")
     lines.append("|" + "---|" * len(head))
     rows = cell_rows(results)
@@ -101,9 +111,13 @@ def table_md(results):
             r.append(f"**{txt}**" if p == best else txt)
         r.append(LABEL[best] if best else "-")
         if "shareformer" in peers and len(peers) > 1:
-            others = [s[p]["median_ms"] for p in s if p != "shareformer"]
+            others = [s[p]["median_ms"] for p in s if p in FP32_PEERS and p != "shareformer"]
             r.append(f"{min(others) / s['shareformer']['median_ms']:.2f}x"
                      if others and "shareformer" in s else "-")
+        if "shareformer-bf16" in peers:
+            others = [s[p]["median_ms"] for p in s if p in FP32_PEERS and p != "shareformer"]
+            r.append(f"{min(others) / s['shareformer-bf16']['median_ms']:.2f}x"
+                     if others and "shareformer-bf16" in s else "-")
         lines.append("| " + " | ".join(r) + " |")
     lines.append("")
     lines.append("## Throughput, GFLOP/s (% of the measured peak for that thread count)")

@@ -8,6 +8,7 @@
 //                                        mask-mismatch, float-ids, no-ids
 //   cli_helper compare OUT EXPECTED TOL  last_hidden_state on positions where EXPECTED's
 //                                        attention_mask is 1, and pooler_output, within TOL
+//   cli_helper differ OUT OTHER          exit 0 when the two last_hidden_states differ
 //   cli_helper convert DIR FILE          the Hugging Face model in DIR saved in the library's
 //   format cli_helper make-shared FILE POLICY   the tiny model's config, its stack shared as POLICY
 //   (none,
@@ -184,6 +185,18 @@ int compare(const std::string& out_path, const std::string& expected_path, doubl
   return status;
 }
 
+// Exit 0 when last_hidden_state differs somewhere between the two outputs (to show an option
+// changed the computation), 1 when they are identical.
+int differ(const std::string& a_path, const std::string& b_path) {
+  const io::SafetensorsFile a = io::SafetensorsFile::open(a_path);
+  const io::SafetensorsFile b = io::SafetensorsFile::open(b_path);
+  const double diff =
+      max_diff(a.values<float>("last_hidden_state"), b.values<float>("last_hidden_state"),
+               [](std::size_t) { return true; });
+  std::printf("max |diff|: last_hidden_state %.3g (must be > 0)\n", diff);
+  return diff > 0 ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -192,12 +205,13 @@ int main(int argc, char** argv) {
     if (command == "make-model" && argc == 3) return make_model(argv[2]);
     if (command == "make-input" && argc == 4) return make_input(argv[2], argv[3]);
     if (command == "compare" && argc == 5) return compare(argv[2], argv[3], std::stod(argv[4]));
+    if (command == "differ" && argc == 4) return differ(argv[2], argv[3]);
     if (command == "convert" && argc == 4) return convert(argv[2], argv[3]);
     if (command == "make-shared" && argc == 4) return make_shared(argv[2], argv[3]);
     std::fprintf(
         stderr,
         "usage: cli_helper make-model DIR | make-input FILE KIND | compare OUT EXPECTED TOL |\n"
-        "       convert DIR FILE | make-shared FILE POLICY\n");
+        "       differ OUT OTHER | convert DIR FILE | make-shared FILE POLICY\n");
     return 2;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "cli_helper: %s\n", e.what());

@@ -15,6 +15,7 @@
 #include <shareformer/count/accounting.hpp>
 #include <shareformer/layers/workspace.hpp>
 #include <shareformer/models/stack.hpp>
+#include <shareformer/ops/gemm.hpp>
 #include <vector>
 
 #include "commands.hpp"
@@ -43,6 +44,7 @@ struct Setup {
   Index batch = 1, seq_len = 1;
   int threads = 1, iterations = 1, warmup = 0;
   std::uint64_t seed = 0;
+  bool bf16 = false;
 };
 
 // Times `iterations` forwards of a Stack<Policy> with seeded random weights, on the same seeded
@@ -53,6 +55,7 @@ Result bench_policy(const Setup& s, Progress& progress) {
   const BlockConfig block = s.config.block();
   Stack<Policy, float> stack(block, s.config.stack_layers());
   stack.randomize(s.seed);
+  if (s.bf16) stack.use_bf16_weights();
 
   const Batch batch = Batch::uniform(s.batch, s.seq_len);
   RowMatrix<float> input(batch.tokens(), block.d_model);  // (batch * seq_len, d_model)
@@ -105,8 +108,10 @@ void check_memory(const Setup& s, const std::vector<std::string>& policies) {
                                  static_cast<double>(s.seq_len);
   for (const std::string& name : policies) {
     const SlotPlan plan = policy_plan(name, s.config.stack_layers());
-    const double weights = static_cast<double>(count::weight_bytes<float>(
-        count::stack(block, plan.attention_slots, plan.ffn_slots).total()));
+    // bf16 keeps a bfloat16 copy beside the float weights: 1.5 times the bytes.
+    const double weights = (s.bf16 ? 1.5 : 1.0) *
+                           static_cast<double>(count::weight_bytes<float>(
+                               count::stack(block, plan.attention_slots, plan.ffn_slots).total()));
     if (weights + activations > 0.8 * physical)
       throw Error(fmt::format(
           "bench: policy '{}' needs {:.2f} GiB of weights and activations, more than 80% of this "
@@ -155,6 +160,7 @@ CLI::App* BenchCommand::add(CLI::App& app) {
   sub->add_option("--peak-gflops", peak_gflops,
                   "The machine's peak GFLOP/s: also print the fraction of it achieved")
       ->check(CLI::PositiveNumber);
+  add_weights_option(sub, weights, static_cast<std::size_t>(ops::bf16_gemm_max_rows));
   sub->add_flag("--json", json, "Print one JSON object instead of a table");
   return sub;
 }
@@ -172,6 +178,7 @@ int BenchCommand::run() const {
   s.iterations = iterations;
   s.warmup = warmup;
   s.seed = seed;
+  s.bf16 = weights == "bf16";
   std::vector<std::string> policies;
   if (policy == "each")
     policies.assign(kPolicyNames.begin(), kPolicyNames.end());
@@ -194,6 +201,7 @@ int BenchCommand::run() const {
                                   {"source", to_string(m.kind)},
                                   {"config", config_json(m.config)},
                                   {"weights", "random"},
+                                  {"weight_storage", weights},
                                   {"seed", s.seed},
                                   {"warmup", s.warmup},
                                   {"results", nlohmann::ordered_json::array()}};
@@ -221,10 +229,10 @@ int BenchCommand::run() const {
 
   std::cout << fmt::format(
       "{} ({}): layer stack of {} blocks, d_model {}, {} heads, d_ff {}\n"
-      "batch {} x seq_len {}, {} threads, {} timed forwards after {} warm-up, random weights (seed "
-      "{})\n\n",
+      "batch {} x seq_len {}, {} threads, {} timed forwards after {} warm-up, random {} weights "
+      "(seed {})\n\n",
       m.name, to_string(m.kind), s.config.stack_layers(), s.config.d_model, s.config.n_heads,
-      s.config.d_ff, s.batch, s.seq_len, s.threads, s.iterations, s.warmup, s.seed);
+      s.config.d_ff, s.batch, s.seq_len, s.threads, s.iterations, s.warmup, weights, s.seed);
   std::vector<std::string> header{"policy", "unique params", "weight MiB", "median ms",
                                   "min ms", "tokens/s",      "GFLOP/s"};
   if (peak_gflops > 0) header.push_back("% of peak");

@@ -13,6 +13,16 @@ inline long long default_seq_len(long long requested, long long max_positions) {
   return requested > 0 ? requested : (max_positions < 128 ? max_positions : 128);
 }
 
+/// Adds --weights float|bf16 to a subcommand (Linear::use_bf16_weights when bf16).
+inline void add_weights_option(CLI::App* sub, std::string& weights, std::size_t bf16_max_rows) {
+  sub->add_option("--weights", weights,
+                  "Weight storage: float, or bf16 (every Linear's weight rounded to bfloat16; "
+                  "products over at most " + std::to_string(bf16_max_rows) +
+                      " tokens stream the bfloat16 copy, half the bytes)")
+      ->check(CLI::IsMember({"float", "bf16"}))
+      ->capture_default_str();
+}
+
 /// A command line that parses but makes no sense (exit status 2, like a CLI11 parse error).
 class UsageError : public std::runtime_error {
  public:
@@ -43,6 +53,7 @@ struct BenchCommand {
   int warmup = 2;
   unsigned long long seed = 42;
   double peak_gflops = 0.0;
+  std::string weights = "float";  // float or bf16 (Stack::use_bf16_weights)
   bool json = false;
 
   CLI::App* add(CLI::App& app);
@@ -54,6 +65,7 @@ struct RunCommand {
   std::string input;
   std::string output;
   int threads = 0;
+  std::string weights = "float";  // float or bf16 (Encoder::use_bf16_weights)
 
   CLI::App* add(CLI::App& app);
   int run() const;

@@ -10,6 +10,7 @@
 #include <shareformer/io/safetensors.hpp>
 #include <shareformer/layers/workspace.hpp>
 #include <shareformer/models/encoder.hpp>
+#include <shareformer/ops/gemm.hpp>
 #include <string>
 #include <vector>
 
@@ -78,6 +79,7 @@ CLI::App* RunCommand::add(CLI::App& app) {
   sub->add_option("--threads", threads, "Threads (0 = all hardware threads)")
       ->check(CLI::Range(0, 4096))
       ->capture_default_str();
+  add_weights_option(sub, weights, static_cast<std::size_t>(ops::bf16_gemm_max_rows));
   return sub;
 }
 
@@ -85,7 +87,8 @@ int RunCommand::run() const {
   using Clock = std::chrono::steady_clock;
   // Inputs first: a bad input file is reported before a large model is read.
   const Inputs in = read_inputs(input);
-  const Encoder<float> encoder = load_encoder(model);
+  Encoder<float> encoder = load_encoder(model);
+  if (weights == "bf16") encoder.use_bf16_weights();
 
   // The forward; nothing is written unless it succeeds.
   EncoderOutput<float> out;

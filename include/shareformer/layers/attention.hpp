@@ -45,6 +45,13 @@ class MultiHeadAttention {
     out_.forward_accumulate(ws.context, y, threads, ws.gemm);
   }
 
+  /// Calls f on each Linear: qkv, then out.
+  template <typename F>
+  void for_each_linear(F&& f) {
+    f(qkv_);
+    f(out_);
+  }
+
   template <typename Rng>
   void randomize(Rng& rng, double stddev, double bias_stddev) {
     qkv_.randomize(rng, stddev, bias_stddev);
@@ -99,6 +106,12 @@ class AttentionSublayer {
     detail::residual_sublayer<T>(placement_, norm_, h, ws, threads, [&](const RowMatrix<T>& in, MatrixRef<T> out) {
       attention_.forward_accumulate(in, batch, out, ws, threads);
     });
+  }
+
+  /// Calls f on each Linear.
+  template <typename F>
+  void for_each_linear(F&& f) {
+    attention_.for_each_linear(f);
   }
 
   template <typename Rng>

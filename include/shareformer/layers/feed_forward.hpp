@@ -38,6 +38,13 @@ class FeedForward {
     out_.forward_accumulate(ws.inner, y, threads, ws.gemm);
   }
 
+  /// Calls f on each Linear: in, then out.
+  template <typename F>
+  void for_each_linear(F&& f) {
+    f(in_);
+    f(out_);
+  }
+
   template <typename Rng>
   void randomize(Rng& rng, double stddev, double bias_stddev) {
     in_.randomize(rng, stddev, bias_stddev);
@@ -71,6 +78,12 @@ class FfnSublayer {
     detail::residual_sublayer<T>(placement_, norm_, h, ws, threads, [&](const RowMatrix<T>& in, MatrixRef<T> out) {
       ffn_.forward_accumulate(in, out, ws, threads);
     });
+  }
+
+  /// Calls f on each Linear.
+  template <typename F>
+  void for_each_linear(F&& f) {
+    ffn_.for_each_linear(f);
   }
 
   template <typename Rng>

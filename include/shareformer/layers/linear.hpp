@@ -7,6 +7,7 @@
 #include <shareformer/ops/linear.hpp>
 
 #include <random>
+#include <type_traits>
 
 namespace shareformer {
 
@@ -39,14 +40,31 @@ class Linear {
 
   /// (in, out)
   const RowMatrix<T>& weight() const { return weight_; }
-  RowMatrix<T>& weight() { return weight_; }
+  /// Mutable access drops the bfloat16 copy (see use_bf16_weights), which could otherwise go stale.
+  RowMatrix<T>& weight() {
+    compact_.resize(0, 0);
+    return weight_;
+  }
   /// (1, out)
   const RowVector<T>& bias() const { return bias_; }
   RowVector<T>& bias() { return bias_; }
 
+  /// Rounds the weight to the nearest bfloat16 (ties to even) and keeps a bfloat16 copy that
+  /// forward reads for inputs of at most ops::bf16_gemm_max_rows rows, where streaming the weights
+  /// is what takes the time: half the bytes. Larger inputs read the float weight, which now holds
+  /// the same values, so every path computes the same product (in float). Costs memory: the copy
+  /// is half the float weight again. float only.
+  void use_bf16_weights() {
+    static_assert(std::is_same_v<T, float>, "bfloat16 weights are for float models");
+    weight_ = weight_.unaryExpr([](T w) { return static_cast<T>(Eigen::bfloat16(w)); });
+    compact_ = weight_.template cast<Eigen::bfloat16>();
+  }
+  /// Whether forward reads a bfloat16 copy of the weight for small inputs.
+  bool uses_bf16_weights() const { return compact_.size() != 0; }
+
   /// y = x W + b. x (rows, in), y (rows, out); scratch holds the GEMM's packing buffers.
   void forward(ConstMatrixRef<T> x, MatrixRef<T> y, int threads, ops::GemmScratch<T>& scratch) const {
-    ops::linear<T>(x, weight_, bias_, y, threads, scratch);
+    with_weights(x, [&](const auto& w) { ops::linear<T>(x, w, bias_, y, threads, scratch); });
   }
   /// y = x W + b with temporary packing buffers (allocates; the hot path passes a scratch).
   void forward(ConstMatrixRef<T> x, MatrixRef<T> y, int threads = 1) const {
@@ -56,12 +74,16 @@ class Linear {
   /// y = act(x W + b), the activation fused into the GEMM. x (rows, in), y (rows, out).
   void forward_activate(ConstMatrixRef<T> x, Activation activation, MatrixRef<T> y, int threads,
                         ops::GemmScratch<T>& scratch) const {
-    ops::linear_activate<T>(x, weight_, bias_, activation, y, threads, scratch);
+    with_weights(x, [&](const auto& w) {
+      ops::linear_activate<T>(x, w, bias_, activation, y, threads, scratch);
+    });
   }
   /// y += x W + b. x (rows, in), y (rows, out).
   void forward_accumulate(ConstMatrixRef<T> x, MatrixRef<T> y, int threads,
                           ops::GemmScratch<T>& scratch) const {
-    ops::linear_accumulate<T>(x, weight_, bias_, y, threads, scratch);
+    with_weights(x, [&](const auto& w) {
+      ops::linear_accumulate<T>(x, w, bias_, y, threads, scratch);
+    });
   }
 
   /// Weights N(0, stddev^2), biases N(0, bias_stddev^2).
@@ -72,6 +94,15 @@ class Linear {
   }
 
  private:
+  // Calls f with the weights a product with x's rows reads: the bfloat16 copy or the float weight.
+  template <typename F>
+  void with_weights(ConstMatrixRef<T> x, F&& f) const {
+    if constexpr (std::is_same_v<T, float>) {
+      if (compact_.size() != 0 && x.rows() <= ops::bf16_gemm_max_rows) return f(compact_);
+    }
+    f(weight_);
+  }
+
   static Index check(Index n, const char* what) {
     if (n < 1)
       throw ConfigError(std::string("Linear: ") + what + " must be positive, got " +
@@ -81,6 +112,7 @@ class Linear {
 
   RowMatrix<T> weight_;
   RowVector<T> bias_;
+  RowMatrix<Eigen::bfloat16> compact_;  // empty unless use_bf16_weights()
 };
 
 }  // namespace shareformer

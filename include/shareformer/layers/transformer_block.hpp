@@ -63,6 +63,13 @@ class TransformerBlock {
     return h;
   }
 
+  /// Calls f on each Linear: attention's, then the FFN's.
+  template <typename F>
+  void for_each_linear(F&& f) {
+    attention_.for_each_linear(f);
+    ffn_.for_each_linear(f);
+  }
+
   template <typename Rng>
   void randomize(Rng& rng, double stddev, double bias_stddev, double norm_stddev) {
     attention_.randomize(rng, stddev, bias_stddev, norm_stddev);

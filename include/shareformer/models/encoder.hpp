@@ -118,6 +118,21 @@ class Encoder {
     return count::encoder_parameters(config_, config_.stack_layers(), config_.stack_layers());
   }
 
+  /// Calls f on each distinct Linear once: the embedding projection (ALBERT), the stack's, the
+  /// pooler.
+  template <typename F>
+  void for_each_linear(F&& f) {
+    if (has_embedding_projection()) f(projection_);
+    stack_.for_each_linear(f);
+    f(pooler_);
+  }
+
+  /// Linear::use_bf16_weights on every Linear (embeddings stay float): each weight rounded to
+  /// bfloat16 once, and products over few tokens stream half the bytes. float only.
+  void use_bf16_weights() {
+    for_each_linear([](Linear<T>& linear) { linear.use_bf16_weights(); });
+  }
+
   /// Random weights, deterministic for a seed: embeddings N(0, 1), Linears N(0, stddev^2) with
   /// biases N(0, bias_stddev^2), LayerNorm gains 1 + N(0, norm_stddev^2) and biases N(0,
   /// norm_stddev^2). Sets has_pooler().

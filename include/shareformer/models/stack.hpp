@@ -106,6 +106,19 @@ class Stack {
     return h;
   }
 
+  /// Calls f on each distinct Linear once (a shared one once, not per layer), in slot order.
+  template <typename F>
+  void for_each_linear(F&& f) {
+    for (auto& a : attention_) a.for_each_linear(f);
+    for (auto& x : ffn_) x.for_each_linear(f);
+  }
+
+  /// Linear::use_bf16_weights on every distinct Linear: each weight rounded to bfloat16 once, and
+  /// products over few tokens stream half the bytes. float only.
+  void use_bf16_weights() {
+    for_each_linear([](Linear<T>& linear) { linear.use_bf16_weights(); });
+  }
+
   /// Random weights N(0, stddev^2) (biases and LayerNorm perturbations too, with their own spreads),
   /// deterministic for a seed: every distinct sub-layer drawn once, in slot order.
   void randomize(std::uint64_t seed, double stddev = 0.02, double bias_stddev = 0.02,

@@ -8,6 +8,7 @@
 
 #include <Eigen/Core>
 #include <cassert>
+#include <type_traits>
 #include <vector>
 
 namespace shareformer::ops {
@@ -86,10 +87,64 @@ void gemm_kernel(Index m, Index n, Index k, const T* a, Index lda, const T* b, I
 #endif
 inline constexpr Index small_gemm_max_rows = SHAREFORMER_SMALL_GEMM_MAX_ROWS;
 
+/// Products with at most this many rows read a Linear's bfloat16 weights when it has them
+/// (Linear::use_bf16_weights); larger ones, bound by arithmetic rather than by streaming the
+/// weights, read its float weights.
+#ifndef SHAREFORMER_BF16_GEMM_MAX_ROWS
+#define SHAREFORMER_BF16_GEMM_MAX_ROWS 64
+#endif
+inline constexpr Index bf16_gemm_max_rows = SHAREFORMER_BF16_GEMM_MAX_ROWS;
+
 /// An epilogue that does nothing.
 struct NoEpilogue {
   void operator()(Index, Index, Index, Index) const {}
 };
+
+namespace detail {
+
+/// gemm_accumulate through the small_gemm kernel: each thread streams its own columns of b (the
+/// weights) in place. b is a row-major matrix of T or (T = float) of bfloat16.
+template <typename T, typename BMatrix, typename Epilogue>
+void gemm_small_path(ConstMatrixRef<T> a, const BMatrix& b, MatrixRef<T> c, int threads,
+                     Epilogue&& epilogue) {
+  const Index m = a.rows(), n = b.cols(), k = a.cols();
+  const Index grain = small_gemm_packets * packet_size<T>;
+  shareformer::detail::parallel_chunks(n, grain, threads, [&](Index begin, Index end, int) {
+    small_gemm<T>(m, k, a.data(), a.outerStride(), b.data(), b.outerStride(), c.data(),
+                  c.outerStride(), begin, end,
+                  [&](Index col, Index cols) { epilogue(Index(0), m, col, cols); });
+  });
+}
+
+/// gemm_accumulate through Eigen's GEBP entry point (OpenBLAS's sgemm with SHAREFORMER_USE_BLAS),
+/// one single-threaded call per thread. Row panels keep each thread's share of b (the weights)
+/// whole in cache when there are many tokens; column panels split the weights themselves when
+/// there are few.
+template <typename T, typename Epilogue>
+void gemm_blocked_path(ConstMatrixRef<T> a, ConstMatrixRef<T> b, MatrixRef<T> c, int threads,
+                       GemmScratch<T>& scratch, Epilogue&& epilogue) {
+  const Index m = a.rows(), n = b.cols(), k = a.cols();
+  const bool by_rows = m >= 64 * threads;
+  const Index grain = by_rows ? 8 : 16;
+  scratch.reserve_threads(threads);
+  shareformer::detail::parallel_chunks(by_rows ? m : n, grain, threads,
+                                       [&](Index begin, Index end, int t) {
+    GemmBlocking<T>& blocking = scratch.for_thread(t);
+    if (by_rows) {
+      gemm_kernel<T, Eigen::RowMajor>(end - begin, n, k, a.data() + begin * a.outerStride(),
+                                      a.outerStride(), b.data(), b.outerStride(),
+                                      c.data() + begin * c.outerStride(), c.outerStride(), blocking);
+      epilogue(begin, end - begin, Index(0), n);
+    } else {
+      gemm_kernel<T, Eigen::RowMajor>(m, end - begin, k, a.data(), a.outerStride(),
+                                      b.data() + begin, b.outerStride(), c.data() + begin,
+                                      c.outerStride(), blocking);
+      epilogue(Index(0), m, begin, end - begin);
+    }
+  });
+}
+
+}  // namespace detail
 
 /// c += a * b. a (m, k), b (k, n), c (m, n), all row-major with any outer stride. Splits the
 /// columns of c (or its rows, when there are many) over `threads` threads; scratch keeps each
@@ -99,38 +154,23 @@ template <typename T, typename Epilogue = NoEpilogue>
 void gemm_accumulate(ConstMatrixRef<T> a, ConstMatrixRef<T> b, MatrixRef<T> c, int threads,
                      GemmScratch<T>& scratch, Epilogue&& epilogue = {}) {
   assert(a.cols() == b.rows() && c.rows() == a.rows() && c.cols() == b.cols());
-  const Index m = a.rows(), n = b.cols(), k = a.cols();
-  if (m <= small_gemm_max_rows) {
-    // Each thread streams its own columns of the weights.
-    const Index grain = detail::small_gemm_packets * detail::packet_size<T>;
-    shareformer::detail::parallel_chunks(n, grain, threads, [&](Index begin, Index end, int) {
-      detail::small_gemm<T>(m, k, a.data(), a.outerStride(), b.data(), b.outerStride(), c.data(),
-                            c.outerStride(), begin, end,
-                            [&](Index col, Index cols) { epilogue(Index(0), m, col, cols); });
-    });
-    return;
-  }
-  // Row panels keep each thread's share of b (the weights) whole in cache when there are many
-  // tokens; column panels split the weights themselves when there are few.
-  const bool by_rows = m >= 64 * threads;
-  const Index grain = by_rows ? 8 : 16;
-  scratch.reserve_threads(threads);
-  shareformer::detail::parallel_chunks(by_rows ? m : n, grain, threads,
-                                       [&](Index begin, Index end, int t) {
-    GemmBlocking<T>& blocking = scratch.for_thread(t);
-    if (by_rows) {
-      detail::gemm_kernel<T, Eigen::RowMajor>(end - begin, n, k, a.data() + begin * a.outerStride(),
-                                              a.outerStride(), b.data(), b.outerStride(),
-                                              c.data() + begin * c.outerStride(), c.outerStride(),
-                                              blocking);
-      epilogue(begin, end - begin, Index(0), n);
-    } else {
-      detail::gemm_kernel<T, Eigen::RowMajor>(m, end - begin, k, a.data(), a.outerStride(),
-                                              b.data() + begin, b.outerStride(), c.data() + begin,
-                                              c.outerStride(), blocking);
-      epilogue(Index(0), m, begin, end - begin);
-    }
-  });
+  if (a.rows() <= small_gemm_max_rows)
+    detail::gemm_small_path<T>(a, b, c, threads, epilogue);
+  else
+    detail::gemm_blocked_path<T>(a, b, c, threads, scratch, epilogue);
+}
+
+/// c += a * b with b's elements stored as bfloat16 (half the bytes of float): read in place by the
+/// small_gemm kernel and widened exactly to float, so the result is the float product with the
+/// weights b holds. For inputs with few rows, where streaming the weights is what takes the time.
+template <typename T, typename Epilogue = NoEpilogue, typename B,
+          std::enable_if_t<std::is_same_v<B, RowMatrix<Eigen::bfloat16>>, int> = 0>
+void gemm_accumulate(ConstMatrixRef<T> a, const B& b, MatrixRef<T> c,
+                     int threads, GemmScratch<T>& /*unused: this path packs nothing*/,
+                     Epilogue&& epilogue = {}) {
+  static_assert(std::is_same_v<T, float>, "bfloat16 weights multiply float activations");
+  assert(a.cols() == b.rows() && c.rows() == a.rows() && c.cols() == b.cols());
+  detail::gemm_small_path<T>(a, b, c, threads, epilogue);
 }
 
 /// c += a * b with temporary packing buffers (convenient, allocates).

@@ -9,9 +9,11 @@
 
 namespace shareformer::ops {
 
+// W is a row-major (in, out) matrix of T, or of bfloat16 for T = float (see gemm_accumulate).
+
 /// y = x W + b. x (rows, in), W (in, out), b (1, out), y (rows, out), y distinct from x.
-template <typename T>
-void linear(ConstMatrixRef<T> x, ConstMatrixRef<T> w, const RowVector<T>& b, MatrixRef<T> y,
+template <typename T, typename Weights>
+void linear(ConstMatrixRef<T> x, const Weights& w, const RowVector<T>& b, MatrixRef<T> y,
             int threads, GemmScratch<T>& scratch) {
   // The bias is the GEMM's starting value, so it costs no separate pass.
   y.rowwise() = b;
@@ -19,8 +21,8 @@ void linear(ConstMatrixRef<T> x, ConstMatrixRef<T> w, const RowVector<T>& b, Mat
 }
 
 /// y = act(x W + b), the activation applied to each block of y as soon as the GEMM finishes it.
-template <typename T>
-void linear_activate(ConstMatrixRef<T> x, ConstMatrixRef<T> w, const RowVector<T>& b,
+template <typename T, typename Weights>
+void linear_activate(ConstMatrixRef<T> x, const Weights& w, const RowVector<T>& b,
                      Activation activation, MatrixRef<T> y, int threads, GemmScratch<T>& scratch) {
   y.rowwise() = b;
   gemm_accumulate<T>(x, w, y, threads, scratch, [&](Index row, Index rows, Index col, Index cols) {
@@ -29,8 +31,8 @@ void linear_activate(ConstMatrixRef<T> x, ConstMatrixRef<T> w, const RowVector<T
 }
 
 /// y += x W + b: the projection closing a residual branch, added onto the residual in y.
-template <typename T>
-void linear_accumulate(ConstMatrixRef<T> x, ConstMatrixRef<T> w, const RowVector<T>& b,
+template <typename T, typename Weights>
+void linear_accumulate(ConstMatrixRef<T> x, const Weights& w, const RowVector<T>& b,
                        MatrixRef<T> y, int threads, GemmScratch<T>& scratch) {
   y.rowwise() += b;
   gemm_accumulate<T>(x, w, y, threads, scratch);
