@@ -69,9 +69,8 @@ void Attention(benchmark::State& state) {
   const auto qkv = noise(layout.tokens(), 3 * d, 3);
   sf::RowMatrix<float> ctx(layout.tokens(), d);
   std::vector<sf::RowMatrix<float>> scores;
-  sf::ops::GemmScratch<float> gemm;
   for (auto _ : state) {
-    sf::ops::attention<float>(qkv, layout, heads, false, ctx, scores, gemm, threads);
+    sf::ops::attention<float>(qkv, layout, heads, false, ctx, scores, threads);
     benchmark::DoNotOptimize(ctx.data());
   }
   state.counters["FLOP/s"] = benchmark::Counter(4.0 * static_cast<double>(batch * s * s * d),

@@ -107,17 +107,37 @@ TYPED_TEST(Ops, AttentionMatchesNaiveForEveryMaskKind) {
       const RowMatrix<T> qkv = random_matrix<T>(batch.tokens(), 3 * d, 10);
       RowMatrix<T> ctx(batch.tokens(), d);
       std::vector<RowMatrix<T>> scores;
-      sf::ops::GemmScratch<T> gemm;
       const naive::M q = qkv.leftCols(d).template cast<double>(), k = qkv.middleCols(d, d).template cast<double>(),
                      v = qkv.rightCols(d).template cast<double>();
       const naive::M expected = naive::attention(q, k, v, batch, heads, causal);
       for (int threads : {1, 2}) {
         ctx.setConstant(std::numeric_limits<T>::quiet_NaN());
-        sf::ops::attention<T>(qkv, batch, heads, causal, ctx, scores, gemm, threads);
+        sf::ops::attention<T>(qkv, batch, heads, causal, ctx, scores, threads);
         EXPECT_LT(max_abs_diff(ctx, expected), this->tol()) << "causal " << causal;
         EXPECT_TRUE(ctx.allFinite());
       }
     }
+}
+
+TYPED_TEST(Ops, AttentionMatchesNaiveOnLongSequences) {
+  // 300 keys: the P V product runs over k in two passes of the kernel; d_head 64 = whole packets,
+  // one key count (277) that is not.
+  using T = TypeParam;
+  const Index d = 128, heads = 2, s = 300;
+  const sf::Batch batch = sf::Batch::padded(s, {300, 277});
+  const RowMatrix<T> qkv = random_matrix<T>(batch.tokens(), 3 * d, 12);
+  const naive::M q = qkv.leftCols(d).template cast<double>(),
+                 k = qkv.middleCols(d, d).template cast<double>(),
+                 v = qkv.rightCols(d).template cast<double>();
+  std::vector<RowMatrix<T>> scratch;
+  for (bool causal : {false, true}) {
+    const naive::M expected = naive::attention(q, k, v, batch, heads, causal);
+    for (int threads : {1, 2}) {
+      RowMatrix<T> ctx = RowMatrix<T>::Constant(batch.tokens(), d, std::numeric_limits<T>::quiet_NaN());
+      sf::ops::attention<T>(qkv, batch, heads, causal, ctx, scratch, threads);
+      EXPECT_LT(max_abs_diff(ctx, expected), this->tol()) << "causal " << causal;
+    }
+  }
 }
 
 TYPED_TEST(Ops, ElementwiseOpsSplitOverThreadsGiveIdenticalRows) {

@@ -41,7 +41,7 @@ class MultiHeadAttention {
     // (tokens, 3 * d_model)
     qkv_.forward(x, ws.qkv, threads, ws.gemm);
     // (tokens, d_model)
-    ops::attention<T>(ws.qkv, batch, n_heads_, causal_, ws.context, ws.scores, ws.gemm, threads);
+    ops::attention<T>(ws.qkv, batch, n_heads_, causal_, ws.context, ws.scores, threads);
     out_.forward_accumulate(ws.context, y, threads, ws.gemm);
   }
 

@@ -27,7 +27,7 @@ class Workspace {
   RowMatrix<T> context;  ///< (tokens, d_model): attention output before its projection
   RowMatrix<T> normed;   ///< (tokens, d_model): pre-LN input of a sub-layer
   RowMatrix<T> inner;    ///< (tokens, d_ff): FFN hidden activations
-  std::vector<RowMatrix<T>> scores;  ///< one (seq_len, seq_len) matrix per thread
+  std::vector<RowMatrix<T>> scores;  ///< per thread: (seq_len, seq_len) scores, then K^T
   ops::GemmScratch<T> gemm;          ///< per-thread GEMM packing buffers
 
  private:

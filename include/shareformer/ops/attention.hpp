@@ -5,7 +5,7 @@
 #include <shareformer/core/batch.hpp>
 #include <shareformer/core/parallel.hpp>
 #include <shareformer/core/types.hpp>
-#include <shareformer/ops/gemm.hpp>
+#include <shareformer/ops/small_gemm.hpp>
 #include <shareformer/ops/softmax.hpp>
 
 #include <algorithm>
@@ -17,20 +17,21 @@ namespace shareformer::ops {
 
 /// ctx = softmax(Q K^T / sqrt(d_head) + mask) V for each sequence and head.
 /// qkv: (tokens, 3 * d_model) = [Q | K | V], head h in columns [h * d_head, (h + 1) * d_head) of each.
-/// ctx: (tokens, d_model), overwritten. scores: one (seq_len, seq_len) scratch matrix per thread
-/// (resized here only when too small); gemm: per-thread packing buffers. Padding keys get weight 0; padded query rows are computed
-/// like the others; a query with no valid key gets a zero context.
+/// ctx: (tokens, d_model), overwritten. scratch: one (seq_len + d_head, seq_len) matrix per thread,
+/// the scores above the transposed keys (resized here only when its shape differs). Padding keys
+/// get weight 0; padded query rows are computed like the others; a query with no valid key gets a
+/// zero context. Both products run on the small_gemm kernel, which reads its operands in place
+/// (K is transposed once per head so that it reads as a row-major right-hand side).
 template <typename T>
 void attention(ConstMatrixRef<T> qkv, const Batch& batch, Index n_heads, bool causal,
-               MatrixRef<T> ctx, std::vector<RowMatrix<T>>& scores, GemmScratch<T>& gemm,
-               int threads) {
+               MatrixRef<T> ctx, std::vector<RowMatrix<T>>& scratch, int threads) {
   const Index seq_len = batch.seq_len(), d_model = ctx.cols(), d_head = d_model / n_heads;
   const T scale = T(1) / std::sqrt(static_cast<T>(d_head));
   const int n_threads = std::max(1, threads);
-  if (static_cast<int>(scores.size()) < n_threads) scores.resize(static_cast<std::size_t>(n_threads));
-  gemm.reserve_threads(n_threads);
-  for (auto& s : scores)
-    if (s.rows() != seq_len || s.cols() != seq_len) s.resize(seq_len, seq_len);
+  if (static_cast<int>(scratch.size()) < n_threads) scratch.resize(static_cast<std::size_t>(n_threads));
+  for (auto& m : scratch)
+    if (m.rows() != seq_len + d_head || m.cols() != seq_len) m.resize(seq_len + d_head, seq_len);
+  const auto none = [](Index, Index) {};
 
   shareformer::detail::parallel_items(batch.batch() * n_heads, n_threads, [&](Index item, int t) {
     const Index b = item / n_heads, h = item % n_heads, row0 = b * seq_len;
@@ -44,10 +45,14 @@ void attention(ConstMatrixRef<T> qkv, const Batch& batch, Index n_heads, bool ca
     const auto q = qkv.block(row0, h * d_head, seq_len, d_head);
     const auto k = qkv.block(row0, d_model + h * d_head, n_keys, d_head);
     const auto v = qkv.block(row0, 2 * d_model + h * d_head, n_keys, d_head);
-    auto s = scores[static_cast<std::size_t>(t)].block(0, 0, seq_len, n_keys);  // (seq_len, n_keys)
+    RowMatrix<T>& buffer = scratch[static_cast<std::size_t>(t)];
+    const Index ld = buffer.outerStride();
+    auto kt = buffer.block(seq_len, 0, d_head, n_keys);  // K^T (d_head, n_keys)
+    kt = k.transpose();
+    auto s = buffer.block(0, 0, seq_len, n_keys);  // (seq_len, n_keys)
     s.setZero();
-    gemm_nt_accumulate<T>(q, k, s, gemm.for_thread(t));
-    s *= scale;
+    detail::small_gemm<T>(seq_len, d_head, q.data(), qkv.outerStride(), kt.data(), ld, s.data(), ld,
+                          0, n_keys, none);
     for (Index i = 0; i < seq_len; ++i) {
       auto row = s.row(i);
       if (batch.has_key_mask()) {
@@ -58,14 +63,15 @@ void attention(ConstMatrixRef<T> qkv, const Batch& batch, Index n_heads, bool ca
         if (max == -std::numeric_limits<T>::infinity()) {
           row.setZero();
         } else {
-          row = (row.array() - max).exp().matrix();
-          row /= row.sum();
+          row = ((row.array() - max) * scale).exp().matrix();
+          row *= T(1) / row.sum();
         }
       } else {
-        softmax_prefix(row, causal ? std::min(n_keys, i + 1) : n_keys);
+        softmax_prefix(row, causal ? std::min(n_keys, i + 1) : n_keys, scale);
       }
     }
-    gemm_serial_accumulate<T>(s, v, out, gemm.for_thread(t));
+    detail::small_gemm<T>(seq_len, n_keys, s.data(), ld, v.data(), qkv.outerStride(), out.data(),
+                          ctx.outerStride(), 0, d_head, none);
   });
 }
 
