@@ -114,8 +114,8 @@ BENCHMARK(Gemm)
     ->UseRealTime();
 BENCHMARK(GemmRoute)
     ->ArgNames({"tokens", "in", "out", "threads", "route"})
-    ->ArgsProduct({{16, 64, 128, 256, 512, 1024}, {768}, {2304, 3072}, {1, 2}, {0, 1, 2}})
-    ->ArgsProduct({{16, 64, 128, 256, 512, 1024}, {3072}, {768}, {1, 2}, {0, 1, 2}})
+    ->ArgsProduct({{16, 64, 128, 256, 512, 1024, 4096}, {768}, {2304, 3072}, {1, 2}, {0, 1, 2}})
+    ->ArgsProduct({{16, 64, 128, 256, 512, 1024, 4096}, {3072}, {768}, {1, 2}, {0, 1, 2}})
     ->UseRealTime();
 BENCHMARK(Attention)->ArgNames({"batch", "seq", "threads"})->ArgsProduct({{1, 8}, {16, 128, 512}, {1, 2}})->UseRealTime();
 BENCHMARK(LayerNorm)->ArgNames({"tokens", "d"})->Args({16, 768})->Args({1024, 768});

@@ -76,11 +76,14 @@ void gemm_kernel(Index m, Index n, Index k, const T* a, Index lda, const T* b, I
 
 /// Products with at most this many rows use the register-blocked small_gemm kernel, which reads
 /// b (the weights) in place; larger ones go to Eigen's GEBP entry point (OpenBLAS's sgemm with
-/// SHAREFORMER_USE_BLAS). Measured here (benchmarks/bench_ops, AVX-512): small_gemm beats Eigen's
-/// packed GEBP kernel at every row count up to 1024, so without BLAS every product takes it.
+/// SHAREFORMER_USE_BLAS). Measured here (bench_ops GemmRoute, AVX-512, OpenBLAS 0.3.21 at its
+/// AVX-512 kernels, 1 and 2 threads): small_gemm is as fast as or faster than OpenBLAS up to 1024
+/// rows (2 threads: 1.04-1.4x) and faster than Eigen's GEBP everywhere; OpenBLAS wins 6-9 % at
+/// 4096 rows of 3072 -> 768. So without BLAS every product takes small_gemm, and with it only
+/// products over 1024 rows go to OpenBLAS.
 #ifndef SHAREFORMER_SMALL_GEMM_MAX_ROWS
 #if defined(SHAREFORMER_USE_BLAS)
-#define SHAREFORMER_SMALL_GEMM_MAX_ROWS 64
+#define SHAREFORMER_SMALL_GEMM_MAX_ROWS 1024
 #else
 #define SHAREFORMER_SMALL_GEMM_MAX_ROWS 1000000000
 #endif
