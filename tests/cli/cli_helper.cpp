@@ -31,7 +31,8 @@ namespace io = shareformer::io;
 namespace {
 
 // The tiny model's dimensions.
-constexpr std::int64_t kVocab = 50, kHidden = 8, kHeads = 2, kFf = 16, kLayers = 2, kMaxPos = 16;
+constexpr std::int64_t vocab_size = 50, d_model = 8, n_heads = 2, d_ff = 16, n_layers = 2,
+                       max_pos = 16;
 
 std::vector<float> random_values(std::mt19937_64& rng, std::int64_t n, float stddev,
                                  float mean = 0.0f) {
@@ -44,11 +45,11 @@ std::vector<float> random_values(std::mt19937_64& rng, std::int64_t n, float std
 int make_model(const std::string& dir) {
   std::ofstream config(dir + "/config.json");
   config << "{\n  \"architectures\": [\"BertModel\"],\n  \"hidden_act\": \"gelu\",\n"
-         << "  \"hidden_size\": " << kHidden << ",\n  \"intermediate_size\": " << kFf << ",\n"
-         << "  \"layer_norm_eps\": 1e-12,\n  \"max_position_embeddings\": " << kMaxPos << ",\n"
-         << "  \"model_type\": \"bert\",\n  \"num_attention_heads\": " << kHeads << ",\n"
-         << "  \"num_hidden_layers\": " << kLayers << ",\n  \"type_vocab_size\": 2,\n"
-         << "  \"vocab_size\": " << kVocab << "\n}\n";
+         << "  \"hidden_size\": " << d_model << ",\n  \"intermediate_size\": " << d_ff << ",\n"
+         << "  \"layer_norm_eps\": 1e-12,\n  \"max_position_embeddings\": " << max_pos << ",\n"
+         << "  \"model_type\": \"bert\",\n  \"num_attention_heads\": " << n_heads << ",\n"
+         << "  \"num_hidden_layers\": " << n_layers << ",\n  \"type_vocab_size\": 2,\n"
+         << "  \"vocab_size\": " << vocab_size << "\n}\n";
   if (!config) return std::fprintf(stderr, "cannot write %s/config.json\n", dir.c_str()), 1;
 
   std::mt19937_64 rng(7);
@@ -61,36 +62,36 @@ int make_model(const std::string& dir) {
     w.add(name + ".weight", {n}, random_values(rng, n, 0.05f, 1.0f));
     w.add(name + ".bias", {n}, random_values(rng, n, 0.02f));
   };
-  w.add("embeddings.word_embeddings.weight", {kVocab, kHidden},
-        random_values(rng, kVocab * kHidden, 0.5f));
-  w.add("embeddings.position_embeddings.weight", {kMaxPos, kHidden},
-        random_values(rng, kMaxPos * kHidden, 0.5f));
-  w.add("embeddings.token_type_embeddings.weight", {2, kHidden},
-        random_values(rng, 2 * kHidden, 0.5f));
-  norm("embeddings.LayerNorm", kHidden);
-  for (std::int64_t l = 0; l < kLayers; ++l) {
+  w.add("embeddings.word_embeddings.weight", {vocab_size, d_model},
+        random_values(rng, vocab_size * d_model, 0.5f));
+  w.add("embeddings.position_embeddings.weight", {max_pos, d_model},
+        random_values(rng, max_pos * d_model, 0.5f));
+  w.add("embeddings.token_type_embeddings.weight", {2, d_model},
+        random_values(rng, 2 * d_model, 0.5f));
+  norm("embeddings.LayerNorm", d_model);
+  for (std::int64_t l = 0; l < n_layers; ++l) {
     const std::string p = "encoder.layer." + std::to_string(l);
-    linear(p + ".attention.self.query", kHidden, kHidden);
-    linear(p + ".attention.self.key", kHidden, kHidden);
-    linear(p + ".attention.self.value", kHidden, kHidden);
-    linear(p + ".attention.output.dense", kHidden, kHidden);
-    norm(p + ".attention.output.LayerNorm", kHidden);
-    linear(p + ".intermediate.dense", kHidden, kFf);
-    linear(p + ".output.dense", kFf, kHidden);
-    norm(p + ".output.LayerNorm", kHidden);
+    linear(p + ".attention.self.query", d_model, d_model);
+    linear(p + ".attention.self.key", d_model, d_model);
+    linear(p + ".attention.self.value", d_model, d_model);
+    linear(p + ".attention.output.dense", d_model, d_model);
+    norm(p + ".attention.output.LayerNorm", d_model);
+    linear(p + ".intermediate.dense", d_model, d_ff);
+    linear(p + ".output.dense", d_ff, d_model);
+    norm(p + ".output.LayerNorm", d_model);
   }
-  linear("pooler.dense", kHidden, kHidden);
+  linear("pooler.dense", d_model, d_model);
   w.write(dir + "/model.safetensors");
   return 0;
 }
 
 int make_input(const std::string& path, const std::string& kind) {
-  const std::int64_t batch = 2, seq = kind == "too-long" ? kMaxPos + 1 : 5;
+  const std::int64_t batch = 2, seq = kind == "too-long" ? max_pos + 1 : 5;
   std::vector<std::int64_t> ids(static_cast<std::size_t>(batch * seq)), mask(ids.size(), 1);
   for (std::size_t i = 0; i < ids.size(); ++i)
-    ids[i] = static_cast<std::int64_t>((7 * i + 3) % kVocab);
+    ids[i] = static_cast<std::int64_t>((7 * i + 3) % vocab_size);
   mask[ids.size() - 1] = 0;  // the second sequence ends with padding
-  if (kind == "out-of-vocab") ids[3] = kVocab;
+  if (kind == "out-of-vocab") ids[3] = vocab_size;
   io::SafetensorsWriter w;
   if (kind == "float-ids") {
     w.add("input_ids", {batch, seq}, std::vector<float>(ids.begin(), ids.end()));
@@ -116,21 +117,21 @@ int convert(const std::string& dir, const std::string& file) {
 
 int make_shared(const std::string& file, const std::string& policy) {
   shareformer::EncoderConfig c;
-  c.vocab_size = kVocab;
-  c.embedding_size = c.d_model = kHidden;
-  c.n_heads = kHeads;
-  c.d_ff = kFf;
-  c.n_layers = kLayers;
-  c.max_position_embeddings = kMaxPos;
+  c.vocab_size = vocab_size;
+  c.embedding_size = c.d_model = d_model;
+  c.n_heads = n_heads;
+  c.d_ff = d_ff;
+  c.n_layers = n_layers;
+  c.max_position_embeddings = max_pos;
   shareformer::SlotPlan plan;
   if (policy == "none")
-    plan = shareformer::Unshared::plan(kLayers);
+    plan = shareformer::Unshared::plan(n_layers);
   else if (policy == "ffn")
-    plan = shareformer::SharedFfn::plan(kLayers);
+    plan = shareformer::SharedFfn::plan(n_layers);
   else if (policy == "attention")
-    plan = shareformer::SharedAttention::plan(kLayers);
+    plan = shareformer::SharedAttention::plan(n_layers);
   else if (policy == "all")
-    plan = shareformer::SharedAll::plan(kLayers);
+    plan = shareformer::SharedAll::plan(n_layers);
   else
     return std::fprintf(stderr, "unknown policy '%s'\n", policy.c_str()), 2;
   shareformer::Encoder<float> encoder(c, shareformer::LayerMap::from_plan(plan));

@@ -64,6 +64,8 @@ void check_round_trip(const SafetensorsFile& file) {
 
 }  // namespace
 
+// libFuzzer calls this entry point by name.
+// NOLINTNEXTLINE(readability-identifier-naming)
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   std::optional<SafetensorsFile> file;
   try {

@@ -75,7 +75,7 @@ TEST(Accounting, AnalyticCountEqualsTheTensorsTheStackOwns) {
   for (const auto& f : stack.ffn_slots()) owned += f.parameter_count();
   EXPECT_EQ(stack.parameter_count(), owned);
   EXPECT_EQ(stack.weight_bytes(), owned * 8);
-  EXPECT_EQ(stack.unshared_parameter_count(), 6 * sf::count::block(c).total() + 2 * 24);
+  EXPECT_EQ(stack.unshared_parameter_count(), 6 * sf::count::block(c).total() + 2 * Index{24});
   const auto p = stack.parameters();
   EXPECT_EQ(p.attention, 2 * (4 * 24 * 24 + 4 * 24));
   EXPECT_EQ(p.ffn, 2 * (2 * 24 * 40 + 40 + 24));
@@ -102,7 +102,7 @@ TEST(Accounting, LayerFlopsEqualTheSumOfItsProducts) {
   macs += t * d * f + t * f * d;  // FFN
   EXPECT_EQ(flops.matmul, 2 * macs);
   EXPECT_GT(flops.elementwise, 0);
-  EXPECT_EQ(sf::count::forward_flops(config(d, h, f), 12, b, s).matmul, 12 * 2 * macs);
+  EXPECT_EQ(sf::count::forward_flops(config(d, h, f), 12, b, s).matmul, 12 * (2 * macs));
 }
 
 // Hugging Face's AlbertModel / BertModel with pooler, as PyTorch counts them (issue 3's figures).

@@ -33,10 +33,13 @@ std::atomic<bool> g_counting{false};
 #if defined(__GLIBC__) && !defined(SHAREFORMER_TEST_ASAN)
 #define SHAREFORMER_COUNTS_ALLOCATIONS 1
 extern "C" {
+// glibc's own implementations, under the reserved names glibc exports them by.
+// NOLINTBEGIN(bugprone-reserved-identifier,readability-identifier-naming)
 void* __libc_malloc(std::size_t);
 void* __libc_calloc(std::size_t, std::size_t);
 void* __libc_realloc(void*, std::size_t);
 void* __libc_memalign(std::size_t, std::size_t);
+// NOLINTEND(bugprone-reserved-identifier,readability-identifier-naming)
 void* malloc(std::size_t n) {
   note();
   return __libc_malloc(n);

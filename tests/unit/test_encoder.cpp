@@ -103,7 +103,7 @@ void copy_model(const std::string& name, const std::string& dir,
   writer.write(dir + "/model.safetensors");
 }
 
-const char* const kCases[] = {
+const char* const golden_cases[] = {
     "albert_groups",    "albert_classic", "albert_masked_lm", "albert_bf16", "bert_plain",
     "bert_pretraining", "bert_gelu_new",  "bert_head6",       "bert_seq1",   "bert_f16"};
 
@@ -168,7 +168,7 @@ TEST_P(HfGolden, ThreadsAndWorkspaceReuseDoNotChangeResults) {
   EXPECT_LT(sf::testing::max_abs_diff(a.pooler_output, b.pooler_output), 1e-5);
 }
 
-INSTANTIATE_TEST_SUITE_P(Checkpoints, HfGolden, ::testing::ValuesIn(kCases));
+INSTANTIATE_TEST_SUITE_P(Checkpoints, HfGolden, ::testing::ValuesIn(golden_cases));
 
 TEST(HfLoader, ReadsConfigFields) {
   const auto groups = io::read_hf_config(golden("albert_groups"));

@@ -4,4 +4,4 @@
 #ifndef SHAREFORMER_SMALL_GEMM_MAX_ROWS
 #define SHAREFORMER_SMALL_GEMM_MAX_ROWS 64
 #endif
-#include "unit/test_ops.cpp"
+#include "unit/test_ops.cpp"  // NOLINT(bugprone-suspicious-include): the same tests, rebuilt

@@ -345,7 +345,7 @@ TEST(SafetensorsRead, LookupErrorsNameFileAndTensor) {
 TEST(SafetensorsRead, ShapeChecksThrowShapeError) {
   SafetensorsWriter w;
   w.add("encoder.layer.3.output.dense.weight", Dtype::U8, {768, 3072},
-        std::vector<std::uint8_t>(768 * 3072));
+        std::vector<std::uint8_t>(std::size_t{768} * 3072));
   w.add("bias", {3}, std::vector<float>{1, 2, 3});
   w.add("cube", {1, 1, 1}, std::vector<float>{1});
   const SafetensorsFile f = SafetensorsFile::from_bytes(w.to_bytes(), "model.safetensors");

@@ -130,6 +130,7 @@ TEST(Stack, ForwardIsConstAndReentrant) {
   const RowMatrix<float> expected = shared.forward(x, batch, 1);
   std::vector<double> worst(4, 0.0);
   std::vector<std::thread> threads;
+  threads.reserve(4);
   for (int t = 0; t < 4; ++t)
     threads.emplace_back([&, t] {
       sf::Workspace<float> ws;
