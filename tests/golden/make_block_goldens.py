@@ -6,21 +6,21 @@ Run with Debian's PyTorch (torch 1.13):  /usr/bin/python3 tests/golden/make_bloc
 Writes tests/golden/data/block_<case>.safetensors (one transformer stack per file:
 weights, padded input, lengths, float64 and float32 outputs) and
 tests/golden/data/seed_counts.json (parameter counts of the seed's models).
-Safetensors files are written by hand (no safetensors package).  Re-running
-produces byte-identical files.
+Safetensors files are written by hand (st_write.py, no safetensors package).
+Re-running produces byte-identical files.
 """
 
 import copy
 import json
 import math
 import os
-import struct
 import sys
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from st_write import read_safetensors, write_safetensors
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA_DIR = os.path.join(HERE, "data")
@@ -28,67 +28,6 @@ DATA_DIR = os.path.join(HERE, "data")
 TORCH_SOURCE = "torch.nn.TransformerEncoderLayer"
 SEED_SOURCE = "seed"
 POLICIES = ("none", "ffn", "attention", "all")
-
-
-# ---------------------------------------------------------------------------
-# Safetensors writer (by hand)
-# ---------------------------------------------------------------------------
-
-_DTYPES = {
-    torch.float64: ("F64", "<f8"),
-    torch.float32: ("F32", "<f4"),
-    torch.int64: ("I64", "<i8"),
-}
-
-
-def write_safetensors(path, tensors, metadata):
-    """tensors: dict name -> torch.Tensor; metadata: dict str -> str.
-
-    Names are laid out in sorted order, which is also the order json.dumps(sort_keys=True)
-    emits them in, so data offsets increase in header order.
-    """
-    header = {}
-    blobs = []
-    offset = 0
-    for name in sorted(tensors):
-        t = tensors[name].detach().cpu().contiguous()
-        dtype, np_dtype = _DTYPES[t.dtype]
-        raw = np.ascontiguousarray(t.numpy()).astype(np_dtype, copy=False).tobytes(order="C")
-        header[name] = {"dtype": dtype, "shape": list(t.shape),
-                        "data_offsets": [offset, offset + len(raw)]}
-        blobs.append(raw)
-        offset += len(raw)
-    assert all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items())
-    header["__metadata__"] = dict(metadata)
-    hjson = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
-    hjson += b" " * ((-len(hjson)) % 8)
-    with open(path, "wb") as fh:
-        fh.write(struct.pack("<Q", len(hjson)))
-        fh.write(hjson)
-        for raw in blobs:
-            fh.write(raw)
-    return 8 + len(hjson) + offset
-
-
-def read_safetensors(path):
-    """Minimal reader used to round-trip-check what was written."""
-    with open(path, "rb") as fh:
-        buf = fh.read()
-    (n,) = struct.unpack("<Q", buf[:8])
-    assert n % 8 == 0
-    header = json.loads(buf[8:8 + n].decode("utf-8"))
-    meta = header.pop("__metadata__")
-    inv = {v[0]: v[1] for v in _DTYPES.values()}
-    out = {}
-    end_prev = 0
-    for name, info in sorted(header.items(), key=lambda kv: kv[1]["data_offsets"][0]):
-        b, e = info["data_offsets"]
-        assert b == end_prev, "tensors must be contiguous"
-        end_prev = e
-        arr = np.frombuffer(buf[8 + n + b:8 + n + e], dtype=inv[info["dtype"]])
-        out[name] = torch.from_numpy(arr.copy().reshape(info["shape"]))
-    assert 8 + n + end_prev == len(buf)
-    return out, meta
 
 
 # ---------------------------------------------------------------------------

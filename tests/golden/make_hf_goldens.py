@@ -23,12 +23,12 @@ import json
 import math
 import os
 import shutil
-import struct
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from st_write import read_safetensors, write_safetensors
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT_DIR = os.path.join(HERE, "data", "hf")
@@ -72,74 +72,6 @@ CASES = [
 WEIGHT_STD = 0.15
 BIAS_STD = 0.1
 NORM_STD = 0.1
-
-
-# ---------------------------------------------------------------------------
-# Safetensors (written by hand: 8-byte LE header length, JSON header padded with spaces to a
-# multiple of 8, raw little-endian data in header order)
-# ---------------------------------------------------------------------------
-
-def tensor_bytes(t, dtype):
-    t = t.detach().cpu().contiguous()
-    if dtype == "F32":
-        return t.to(torch.float32).numpy().astype("<f4").tobytes()
-    if dtype == "F16":
-        return t.to(torch.float16).numpy().astype("<f2").tobytes()
-    if dtype == "BF16":
-        return t.to(torch.bfloat16).view(torch.int16).numpy().astype("<i2").tobytes()
-    if dtype == "I64":
-        return t.to(torch.int64).numpy().astype("<i8").tobytes()
-    raise ValueError(dtype)
-
-
-def write_safetensors(path, tensors, metadata=None):
-    """tensors: dict name -> (torch.Tensor, dtype name). Names are laid out sorted."""
-    header = {}
-    blobs = []
-    offset = 0
-    for name in sorted(tensors):
-        t, dtype = tensors[name]
-        raw = tensor_bytes(t, dtype)
-        header[name] = {"dtype": dtype, "shape": list(t.shape), "data_offsets": [offset, offset + len(raw)]}
-        blobs.append(raw)
-        offset += len(raw)
-    if metadata:
-        header["__metadata__"] = dict(metadata)
-    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
-    text += b" " * ((-len(text)) % 8)
-    with open(path, "wb") as fh:
-        fh.write(struct.pack("<Q", len(text)))
-        fh.write(text)
-        for raw in blobs:
-            fh.write(raw)
-
-
-def read_safetensors(path):
-    """Reads back what write_safetensors wrote (F32 F16 BF16 I64), checking the layout."""
-    with open(path, "rb") as fh:
-        buf = fh.read()
-    (n,) = struct.unpack("<Q", buf[:8])
-    assert n % 8 == 0
-    header = json.loads(buf[8:8 + n].decode("utf-8"))
-    header.pop("__metadata__", None)
-    out = {}
-    end = 0
-    for name, info in sorted(header.items(), key=lambda kv: kv[1]["data_offsets"][0]):
-        b, e = info["data_offsets"]
-        assert b == end
-        end = e
-        raw = buf[8 + n + b:8 + n + e]
-        dtype = info["dtype"]
-        if dtype == "BF16":
-            t = torch.from_numpy(np.frombuffer(raw, dtype="<i2").copy()).view(torch.bfloat16).float()
-        else:
-            np_dtype = {"F32": "<f4", "F16": "<f2", "I64": "<i8"}[dtype]
-            t = torch.from_numpy(np.frombuffer(raw, dtype=np_dtype).copy())
-            if dtype == "F16":
-                t = t.float()
-        out[name] = t.reshape(info["shape"])
-    assert 8 + n + end == len(buf)
-    return out
 
 
 # ---------------------------------------------------------------------------
@@ -471,10 +403,10 @@ def make_case(index, case):
     write_safetensors(io_path, io)
 
     # Read back: the weights as stored are the weights the forward used.
-    back = read_safetensors(model_path)
+    back, _ = read_safetensors(model_path)
     for k, v in w.items():
         assert torch.equal(back[prefix + k].float(), v), k
-    back_io = read_safetensors(io_path)
+    back_io, _ = read_safetensors(io_path)
     assert torch.equal(back_io["last_hidden_state"], hidden)
     size = os.path.getsize(model_path) + os.path.getsize(io_path)
     print(f"{case['name']:18s} params {sum(v.numel() for v in w.values()):6d}  "
