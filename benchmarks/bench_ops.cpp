@@ -4,7 +4,10 @@
 
 #include <benchmark/benchmark.h>
 
+#include <map>
 #include <random>
+#include <utility>
+#include <vector>
 
 namespace sf = shareformer;
 using sf::Index;
@@ -37,14 +40,18 @@ void Gemm(benchmark::State& state) {
 
 // range: tokens, in, out, threads, route. The routes a product can take: 0 = the small_gemm
 // kernel on float weights, 1 = Eigen's GEBP entry point (OpenBLAS's sgemm in a
-// SHAREFORMER_USE_BLAS build), 2 = the small_gemm kernel on bfloat16 weights (widened as read).
-// Picks SHAREFORMER_SMALL_GEMM_MAX_ROWS (0 vs 1) and SHAREFORMER_BF16_GEMM_MAX_ROWS (0 vs 2).
+// SHAREFORMER_USE_BLAS build), 2 = the small_gemm kernel on bfloat16 weights (widened as read),
+// 3 = the kernel on packed float weights (PackedMatrix), 4 = on packed bfloat16 weights. One weight
+// matrix, in cache after the first iteration (GemmStream streams them). Picks
+// SHAREFORMER_SMALL_GEMM_MAX_ROWS (3 vs 1) and SHAREFORMER_BF16_GEMM_MAX_ROWS (4 vs 3).
 void GemmRoute(benchmark::State& state) {
   const Index t = state.range(0), k = state.range(1), n = state.range(2);
   const int threads = static_cast<int>(state.range(3));
   const auto route = state.range(4);
   const auto a = noise(t, k, 1), b = noise(k, n, 2);
   const sf::RowMatrix<Eigen::bfloat16> b16 = b.cast<Eigen::bfloat16>();
+  const sf::ops::PackedMatrix<float> packed(b);
+  const sf::ops::PackedMatrix<float, Eigen::bfloat16> packed16(b);
   sf::RowMatrix<float> c(t, n);
   sf::ops::GemmScratch<float> scratch;
   for (auto _ : state) {
@@ -53,9 +60,64 @@ void GemmRoute(benchmark::State& state) {
       sf::ops::detail::gemm_blocked_path<float>(a, b, c, threads, scratch, sf::ops::NoEpilogue{});
     else if (route == 2)
       sf::ops::gemm_accumulate<float>(a, b16, c, threads, scratch);
+    else if (route == 3)
+      sf::ops::gemm_accumulate<float>(a, packed, c, threads, scratch);
+    else if (route == 4)
+      sf::ops::gemm_accumulate<float>(a, packed16, c, threads, scratch);
     else
       sf::ops::detail::gemm_small_path<float>(a, b, c, threads, sf::ops::NoEpilogue{});
     benchmark::DoNotOptimize(c.data());
+  }
+  state.counters["FLOP/s"] = benchmark::Counter(2.0 * static_cast<double>(t * k * n),
+                                                benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// Twelve different (k, n) weight matrices, made once per shape and kept: 113 MiB for bert-base's
+// FFN, more than the last-level cache, as in an unshared 12-layer stack.
+struct Streamed {
+  std::vector<sf::RowMatrix<float>> plain;
+  std::vector<sf::ops::PackedMatrix<float>> packed;
+  std::vector<sf::ops::PackedMatrix<float, Eigen::bfloat16>> packed16;
+};
+const Streamed& streamed(Index k, Index n) {
+  static std::map<std::pair<Index, Index>, Streamed> cache;
+  Streamed& s = cache[{k, n}];
+  for (unsigned i = static_cast<unsigned>(s.plain.size()); i < 12; ++i) {
+    s.plain.push_back(noise(k, n, 100 + i));
+    s.packed.emplace_back(s.plain.back());
+    s.packed16.emplace_back(s.plain.back());
+  }
+  return s;
+}
+
+// range: tokens, in, out, threads, route. Each iteration multiplies by the next of twelve weight
+// matrices, so the weights stream from memory as in an unshared stack (GemmRoute's one matrix
+// stays in cache). Routes: 0 = small_gemm on the row-major float weights, 2 = the same on
+// row-major bfloat16, 3 = packed float (PackedMatrix), 4 = packed bfloat16.
+void GemmStream(benchmark::State& state) {
+  const Index t = state.range(0), k = state.range(1), n = state.range(2);
+  const int threads = static_cast<int>(state.range(3));
+  const auto route = state.range(4);
+  const Streamed& w = streamed(k, n);
+  std::vector<sf::RowMatrix<Eigen::bfloat16>> b16;
+  if (route == 2)
+    for (const auto& b : w.plain) b16.emplace_back(b.cast<Eigen::bfloat16>());
+  const auto a = noise(t, k, 1);
+  sf::RowMatrix<float> c(t, n);
+  sf::ops::GemmScratch<float> scratch;
+  std::size_t next = 0;
+  for (auto _ : state) {
+    c.setZero();
+    if (route == 2)
+      sf::ops::gemm_accumulate<float>(a, b16[next], c, threads, scratch);
+    else if (route == 3)
+      sf::ops::gemm_accumulate<float>(a, w.packed[next], c, threads, scratch);
+    else if (route == 4)
+      sf::ops::gemm_accumulate<float>(a, w.packed16[next], c, threads, scratch);
+    else
+      sf::ops::detail::gemm_small_path<float>(a, w.plain[next], c, threads, sf::ops::NoEpilogue{});
+    benchmark::DoNotOptimize(c.data());
+    next = (next + 1) % w.plain.size();
   }
   state.counters["FLOP/s"] = benchmark::Counter(2.0 * static_cast<double>(t * k * n),
                                                 benchmark::Counter::kIsIterationInvariantRate);
@@ -114,8 +176,13 @@ BENCHMARK(Gemm)
     ->UseRealTime();
 BENCHMARK(GemmRoute)
     ->ArgNames({"tokens", "in", "out", "threads", "route"})
-    ->ArgsProduct({{16, 64, 128, 256, 512, 1024, 4096}, {768}, {2304, 3072}, {1, 2}, {0, 1, 2}})
-    ->ArgsProduct({{16, 64, 128, 256, 512, 1024, 4096}, {3072}, {768}, {1, 2}, {0, 1, 2}})
+    ->ArgsProduct({{16, 64, 128, 256, 512, 1024, 4096}, {768}, {2304, 3072}, {1, 2}, {0, 1, 2, 3, 4}})
+    ->ArgsProduct({{16, 64, 128, 256, 512, 1024, 4096}, {3072}, {768}, {1, 2}, {0, 1, 2, 3, 4}})
+    ->UseRealTime();
+BENCHMARK(GemmStream)
+    ->ArgNames({"tokens", "in", "out", "threads", "route"})
+    ->ArgsProduct({{16, 32, 64, 128}, {768}, {3072}, {1, 2}, {0, 2, 3, 4}})
+    ->ArgsProduct({{16, 32, 64, 128}, {3072}, {768}, {1, 2}, {0, 2, 3, 4}})
     ->UseRealTime();
 BENCHMARK(Attention)->ArgNames({"batch", "seq", "threads"})->ArgsProduct({{1, 8}, {16, 128, 512}, {1, 2}})->UseRealTime();
 BENCHMARK(LayerNorm)->ArgNames({"tokens", "d"})->Args({16, 768})->Args({1024, 768});

@@ -22,15 +22,20 @@ sf::BlockConfig preset(int which) {
   return c;
 }
 
-// bf16: Stack::use_bf16_weights (products of up to ops::bf16_gemm_max_rows rows read bfloat16).
+// How the weights are kept: as loaded (plain), also packed (Stack::pack_weights, the default), or
+// rounded to bfloat16 with a packed bfloat16 copy for products of up to ops::bf16_gemm_max_rows
+// rows and a packed float one above (Stack::use_bf16_weights, then pack_weights).
+enum class Weights { Plain, Packed, Bf16 };
+
 template <typename Policy>
-void run_stack(benchmark::State& state, Index n_layers, bool bf16 = false) {
+void run_stack(benchmark::State& state, Index n_layers, Weights weights = Weights::Packed) {
   const sf::BlockConfig c = preset(static_cast<int>(state.range(0)));
   const Index batch = state.range(1), seq_len = state.range(2);
   const int threads = static_cast<int>(state.range(3));
   sf::Stack<Policy> stack(c, n_layers);
   stack.randomize(1);
-  if (bf16) stack.use_bf16_weights();
+  if (weights == Weights::Bf16) stack.use_bf16_weights();
+  if (weights != Weights::Plain) stack.pack_weights();
   const sf::Batch layout = sf::Batch::uniform(batch, seq_len);
   std::mt19937 rng(2);
   std::normal_distribution<float> normal;
@@ -84,10 +89,23 @@ BENCHMARK(Stack12_SharedFfn)->Apply(shapes);
 BENCHMARK(Stack12_SharedAttention)->Apply(shapes);
 BENCHMARK(Stack12_SharedAll)->Apply(shapes);
 
-// bfloat16 weights at the sizes where streaming the weights bounds the time.
-static void Stack12_Unshared_Bf16(benchmark::State& state) { run_stack<sf::Unshared>(state, 12, true); }
-static void Stack12_SharedAll_Bf16(benchmark::State& state) { run_stack<sf::SharedAll>(state, 12, true); }
+// bfloat16 weights, and the weights unpacked, at the sizes where streaming the weights bounds the
+// time.
+static void Stack12_Unshared_Bf16(benchmark::State& state) {
+  run_stack<sf::Unshared>(state, 12, Weights::Bf16);
+}
+static void Stack12_SharedAll_Bf16(benchmark::State& state) {
+  run_stack<sf::SharedAll>(state, 12, Weights::Bf16);
+}
+static void Stack12_Unshared_Plain(benchmark::State& state) {
+  run_stack<sf::Unshared>(state, 12, Weights::Plain);
+}
+static void Stack12_SharedAll_Plain(benchmark::State& state) {
+  run_stack<sf::SharedAll>(state, 12, Weights::Plain);
+}
 BENCHMARK(Stack12_Unshared_Bf16)->Apply(small_shapes);
 BENCHMARK(Stack12_SharedAll_Bf16)->Apply(small_shapes);
+BENCHMARK(Stack12_Unshared_Plain)->Apply(small_shapes);
+BENCHMARK(Stack12_SharedAll_Plain)->Apply(small_shapes);
 
 #include "bench_main.hpp"

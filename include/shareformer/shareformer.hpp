@@ -16,6 +16,7 @@
 #include <shareformer/ops/gemm.hpp>
 #include <shareformer/ops/layer_norm.hpp>
 #include <shareformer/ops/linear.hpp>
+#include <shareformer/ops/packed_matrix.hpp>
 #include <shareformer/ops/softmax.hpp>
 
 #include <shareformer/layers/attention.hpp>

@@ -23,6 +23,21 @@ RowMatrix<T> random_matrix(Index rows, Index cols, std::uint64_t seed) {
   return m;
 }
 
+/// A small ALBERT (embeddings 16 projected to d_model 32, 2 heads, d_ff 64, 4 layers sharing one
+/// block) for tests that visit every Linear of an encoder.
+inline EncoderConfig tiny_albert_config() {
+  EncoderConfig config;
+  config.model_type = ModelType::Albert;
+  config.vocab_size = 50;
+  config.max_position_embeddings = 32;
+  config.embedding_size = 16;
+  config.d_model = 32;
+  config.n_heads = 2;
+  config.d_ff = 64;
+  config.n_layers = 4;
+  return config;
+}
+
 /// Largest absolute element-wise difference.
 template <typename A, typename B>
 double max_abs_diff(const A& a, const B& b) {

@@ -67,9 +67,11 @@ void* aligned_alloc(std::size_t alignment, std::size_t n) {
 namespace sf = shareformer;
 
 template <typename Policy>
-long allocations_of_second_forward(const sf::BlockConfig& c, const sf::Batch& batch, int threads) {
+long allocations_of_second_forward(const sf::BlockConfig& c, const sf::Batch& batch, int threads,
+                                    bool packed = false) {
   sf::Stack<Policy> stack(c, 4);
   stack.randomize(1);
+  if (packed) stack.pack_weights();
   sf::RowMatrix<float> h = sf::testing::random_matrix<float>(batch.tokens(), c.d_model, 2);
   sf::Workspace<float> ws;
   stack.forward(h, batch, ws, threads);  // sizes the workspace
@@ -93,6 +95,8 @@ TEST(Allocations, SteadyStateForwardAllocatesNothing) {
         << threads << " threads";
     EXPECT_EQ(allocations_of_second_forward<sf::Unshared>(c, sf::Batch::uniform(1, 16), threads), 0)
         << threads << " threads";
+    EXPECT_EQ(allocations_of_second_forward<sf::Unshared>(c, sf::Batch::uniform(2, 16), threads, true), 0)
+        << threads << " threads, packed weights";
   }
 }
 

@@ -157,16 +157,7 @@ TEST(Bf16, StackEqualsStackWithRoundedFloatWeights) {
 }
 
 TEST(Bf16, EncoderRoundsEveryLinearOnce) {
-  sf::EncoderConfig config;
-  config.model_type = sf::ModelType::Albert;
-  config.vocab_size = 50;
-  config.max_position_embeddings = 32;
-  config.embedding_size = 16;
-  config.d_model = 32;
-  config.n_heads = 2;
-  config.d_ff = 64;
-  config.n_layers = 4;
-  sf::AlbertModel<float> model(config);
+  sf::AlbertModel<float> model(sf::testing::tiny_albert_config());
   model.randomize(3);
   std::vector<const sf::Linear<float>*> seen;
   model.use_bf16_weights();

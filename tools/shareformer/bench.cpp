@@ -44,7 +44,7 @@ struct Setup {
   Index batch = 1, seq_len = 1;
   int threads = 1, iterations = 1, warmup = 0;
   std::uint64_t seed = 0;
-  bool bf16 = false;
+  std::string weights = "float";  // --weights
 };
 
 // Times `iterations` forwards of a Stack<Policy> with seeded random weights, on the same seeded
@@ -55,7 +55,7 @@ Result bench_policy(const Setup& s, Progress& progress) {
   const BlockConfig block = s.config.block();
   Stack<Policy, float> stack(block, s.config.stack_layers());
   stack.randomize(s.seed);
-  if (s.bf16) stack.use_bf16_weights();
+  apply_weights_option(stack, s.weights);
 
   const Batch batch = Batch::uniform(s.batch, s.seq_len);
   RowMatrix<float> input(batch.tokens(), block.d_model);  // (batch * seq_len, d_model)
@@ -108,8 +108,8 @@ void check_memory(const Setup& s, const std::vector<std::string>& policies) {
                                  static_cast<double>(s.seq_len);
   for (const std::string& name : policies) {
     const SlotPlan plan = policy_plan(name, s.config.stack_layers());
-    // bf16 keeps a bfloat16 copy beside the float weights: 1.5 times the bytes.
-    const double weights = (s.bf16 ? 1.5 : 1.0) *
+    // The packed copies (--weights) come on top of the float weights.
+    const double weights = weight_copies(s.weights) *
                            static_cast<double>(count::weight_bytes<float>(
                                count::stack(block, plan.attention_slots, plan.ffn_slots).total()));
     if (weights + activations > 0.8 * physical)
@@ -178,7 +178,7 @@ int BenchCommand::run() const {
   s.iterations = iterations;
   s.warmup = warmup;
   s.seed = seed;
-  s.bf16 = weights == "bf16";
+  s.weights = weights;
   std::vector<std::string> policies;
   if (policy == "each")
     policies.assign(kPolicyNames.begin(), kPolicyNames.end());

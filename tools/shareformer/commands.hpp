@@ -13,14 +13,30 @@ inline long long default_seq_len(long long requested, long long max_positions) {
   return requested > 0 ? requested : (max_positions < 128 ? max_positions : 128);
 }
 
-/// Adds --weights float|bf16 to a subcommand (Linear::use_bf16_weights when bf16).
+/// Adds --weights float|bf16|plain to a subcommand.
 inline void add_weights_option(CLI::App* sub, std::string& weights, std::size_t bf16_max_rows) {
   sub->add_option("--weights", weights,
-                  "Weight storage: float, or bf16 (every Linear's weight rounded to bfloat16; "
+                  "Weight storage: float (each weight also kept packed in the order the product "
+                  "kernel streams it: twice the bytes), bf16 (every weight rounded to bfloat16; "
                   "products over at most " + std::to_string(bf16_max_rows) +
-                      " tokens stream the bfloat16 copy, half the bytes)")
-      ->check(CLI::IsMember({"float", "bf16"}))
+                      " tokens stream a packed bfloat16 copy, half the bytes; 2.5 times the bytes "
+                      "in all), or plain (float as loaded, no copies: least memory, slower)")
+      ->check(CLI::IsMember({"float", "bf16", "plain"}))
       ->capture_default_str();
+}
+
+/// Applies a --weights choice to a Stack or Encoder: bf16 rounds (use_bf16_weights), and all but
+/// plain pack (pack_weights).
+template <typename Model>
+void apply_weights_option(Model& model, const std::string& weights) {
+  if (weights == "bf16") model.use_bf16_weights();
+  if (weights != "plain") model.pack_weights();
+}
+
+/// Bytes of weights in memory per byte of float weights under a --weights choice.
+inline double weight_copies(const std::string& weights) {
+  if (weights == "plain") return 1.0;
+  return weights == "bf16" ? 2.5 : 2.0;
 }
 
 /// A command line that parses but makes no sense (exit status 2, like a CLI11 parse error).
@@ -53,7 +69,7 @@ struct BenchCommand {
   int warmup = 2;
   unsigned long long seed = 42;
   double peak_gflops = 0.0;
-  std::string weights = "float";  // float or bf16 (Stack::use_bf16_weights)
+  std::string weights = "float";  // float, bf16 or plain (apply_weights_option)
   bool json = false;
 
   CLI::App* add(CLI::App& app);
@@ -65,7 +81,7 @@ struct RunCommand {
   std::string input;
   std::string output;
   int threads = 0;
-  std::string weights = "float";  // float or bf16 (Encoder::use_bf16_weights)
+  std::string weights = "float";  // float, bf16 or plain (apply_weights_option)
 
   CLI::App* add(CLI::App& app);
   int run() const;

@@ -88,7 +88,7 @@ int RunCommand::run() const {
   // Inputs first: a bad input file is reported before a large model is read.
   const Inputs in = read_inputs(input);
   Encoder<float> encoder = load_encoder(model);
-  if (weights == "bf16") encoder.use_bf16_weights();
+  apply_weights_option(encoder, weights);
 
   // The forward; nothing is written unless it succeeds.
   EncoderOutput<float> out;

@@ -6,6 +6,7 @@
 #include <shareformer/core/types.hpp>
 #include <shareformer/ops/linear.hpp>
 
+#include <cstddef>
 #include <random>
 #include <type_traits>
 
@@ -40,27 +41,42 @@ class Linear {
 
   /// (in, out)
   const RowMatrix<T>& weight() const { return weight_; }
-  /// Mutable access drops the bfloat16 copy (see use_bf16_weights), which could otherwise go stale.
+  /// Mutable access drops the packed copies (see pack_weights, use_bf16_weights), which could
+  /// otherwise go stale.
   RowMatrix<T>& weight() {
-    compact_.resize(0, 0);
+    packed_ = {};
+    packed_bf16_ = {};
     return weight_;
   }
   /// (1, out)
   const RowVector<T>& bias() const { return bias_; }
   RowVector<T>& bias() { return bias_; }
 
-  /// Rounds the weight to the nearest bfloat16 (ties to even) and keeps a bfloat16 copy that
+  /// Keeps a copy of the weight packed panel by panel (ops::PackedMatrix) that forward streams in
+  /// order: faster wherever the weights do not stay in cache (few tokens, unshared stacks). Used
+  /// for products of at most ops::small_gemm_max_rows rows (every product without
+  /// SHAREFORMER_USE_BLAS). Costs memory: the copy is as large as the weight. Call it again after
+  /// changing the weight; a mutable weight() access drops the copy.
+  void pack_weights() { packed_ = ops::PackedMatrix<T>(weight_); }
+  /// Whether forward has a packed copy of the weight to read.
+  bool has_packed_weights() const { return !packed_.empty(); }
+
+  /// Rounds the weight to the nearest bfloat16 (ties to even) and keeps a packed bfloat16 copy that
   /// forward reads for inputs of at most ops::bf16_gemm_max_rows rows, where streaming the weights
-  /// is what takes the time: half the bytes. Larger inputs read the float weight, which now holds
-  /// the same values, so every path computes the same product (in float). Costs memory: the copy
-  /// is half the float weight again. float only.
+  /// is what takes the time: half the bytes. Larger inputs read the float weight (or its packed
+  /// copy, which is repacked here), which now holds the same values, so every path computes the
+  /// same product (in float). Costs memory: the copy is half the float weight again. float only.
   void use_bf16_weights() {
     static_assert(std::is_same_v<T, float>, "bfloat16 weights are for float models");
     weight_ = weight_.unaryExpr([](T w) { return static_cast<T>(Eigen::bfloat16(w)); });
-    compact_ = weight_.template cast<Eigen::bfloat16>();
+    packed_bf16_ = ops::PackedMatrix<T, Eigen::bfloat16>(weight_);
+    if (has_packed_weights()) pack_weights();
   }
   /// Whether forward reads a bfloat16 copy of the weight for small inputs.
-  bool uses_bf16_weights() const { return compact_.size() != 0; }
+  bool uses_bf16_weights() const { return !packed_bf16_.empty(); }
+
+  /// Bytes of the packed copies (pack_weights, use_bf16_weights), on top of the weight itself.
+  std::size_t packed_bytes() const { return packed_.bytes() + packed_bf16_.bytes(); }
 
   /// y = x W + b. x (rows, in), y (rows, out); scratch holds the GEMM's packing buffers.
   void forward(ConstMatrixRef<T> x, MatrixRef<T> y, int threads, ops::GemmScratch<T>& scratch) const {
@@ -86,20 +102,22 @@ class Linear {
     });
   }
 
-  /// Weights N(0, stddev^2), biases N(0, bias_stddev^2).
+  /// Weights N(0, stddev^2), biases N(0, bias_stddev^2). Drops the packed copies.
   template <typename Rng>
   void randomize(Rng& rng, double stddev, double bias_stddev) {
-    detail::fill_normal(weight_, rng, stddev);
+    detail::fill_normal(weight(), rng, stddev);
     detail::fill_normal(bias_, rng, bias_stddev);
   }
 
  private:
-  // Calls f with the weights a product with x's rows reads: the bfloat16 copy or the float weight.
+  // Calls f with the weights a product with x's rows reads: the packed bfloat16 copy, the packed
+  // copy or the weight itself.
   template <typename F>
   void with_weights(ConstMatrixRef<T> x, F&& f) const {
     if constexpr (std::is_same_v<T, float>) {
-      if (compact_.size() != 0 && x.rows() <= ops::bf16_gemm_max_rows) return f(compact_);
+      if (!packed_bf16_.empty() && x.rows() <= ops::bf16_gemm_max_rows) return f(packed_bf16_);
     }
+    if (!packed_.empty() && x.rows() <= ops::small_gemm_max_rows) return f(packed_);
     f(weight_);
   }
 
@@ -112,7 +130,8 @@ class Linear {
 
   RowMatrix<T> weight_;
   RowVector<T> bias_;
-  RowMatrix<Eigen::bfloat16> compact_;  // empty unless use_bf16_weights()
+  ops::PackedMatrix<T> packed_;                          // empty unless pack_weights()
+  ops::PackedMatrix<T, Eigen::bfloat16> packed_bf16_;  // empty unless use_bf16_weights()
 };
 
 }  // namespace shareformer

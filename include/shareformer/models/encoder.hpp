@@ -127,6 +127,13 @@ class Encoder {
     f(pooler_);
   }
 
+  /// Linear::pack_weights on every Linear: each weight also kept packed in the order the
+  /// product kernel streams it (faster when the weights do not stay in cache; costs a copy of the
+  /// weights). Call again after changing weights through mutable accessors, which drop the copies.
+  void pack_weights() {
+    for_each_linear([](Linear<T>& linear) { linear.pack_weights(); });
+  }
+
   /// Linear::use_bf16_weights on every Linear (embeddings stay float): each weight rounded to
   /// bfloat16 once, and products over few tokens stream half the bytes. float only.
   void use_bf16_weights() {

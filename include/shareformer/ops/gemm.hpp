@@ -4,6 +4,7 @@
 
 #include <shareformer/core/parallel.hpp>
 #include <shareformer/core/types.hpp>
+#include <shareformer/ops/packed_matrix.hpp>
 #include <shareformer/ops/small_gemm.hpp>
 
 #include <Eigen/Core>
@@ -111,8 +112,7 @@ template <typename T, typename BMatrix, typename Epilogue>
 void gemm_small_path(ConstMatrixRef<T> a, const BMatrix& b, MatrixRef<T> c, int threads,
                      Epilogue&& epilogue) {
   const Index m = a.rows(), n = b.cols(), k = a.cols();
-  const Index grain = small_gemm_packets * packet_size<T>;
-  shareformer::detail::parallel_chunks(n, grain, threads, [&](Index begin, Index end, int) {
+  shareformer::detail::parallel_chunks(n, small_gemm_panel<T>, threads, [&](Index begin, Index end, int) {
     small_gemm<T>(m, k, a.data(), a.outerStride(), b.data(), b.outerStride(), c.data(),
                   c.outerStride(), begin, end,
                   [&](Index col, Index cols) { epilogue(Index(0), m, col, cols); });
@@ -127,7 +127,7 @@ template <typename T, typename Epilogue>
 void gemm_blocked_path(ConstMatrixRef<T> a, ConstMatrixRef<T> b, MatrixRef<T> c, int threads,
                        GemmScratch<T>& scratch, Epilogue&& epilogue) {
   const Index m = a.rows(), n = b.cols(), k = a.cols();
-  const bool by_rows = m >= 64 * threads;
+  const bool by_rows = m >= 64 * Index{threads};
   const Index grain = by_rows ? 8 : 16;
   scratch.reserve_threads(threads);
   shareformer::detail::parallel_chunks(by_rows ? m : n, grain, threads,
@@ -174,6 +174,20 @@ void gemm_accumulate(ConstMatrixRef<T> a, const B& b, MatrixRef<T> c,
   static_assert(std::is_same_v<T, float>, "bfloat16 weights multiply float activations");
   assert(a.cols() == b.rows() && c.rows() == a.rows() && c.cols() == b.cols());
   detail::gemm_small_path<T>(a, b, c, threads, epilogue);
+}
+
+/// c += a * b with b packed (PackedMatrix, elements T or, for T = float, bfloat16): the small_gemm
+/// kernel streams each panel once, whatever the number of rows. Each thread takes whole panels.
+template <typename T, typename Epilogue = NoEpilogue, typename B>
+void gemm_accumulate(ConstMatrixRef<T> a, const PackedMatrix<T, B>& b, MatrixRef<T> c, int threads,
+                     GemmScratch<T>& /*unused: b is packed already*/, Epilogue&& epilogue = {}) {
+  assert(a.cols() == b.rows() && c.rows() == a.rows() && c.cols() == b.cols());
+  const Index m = a.rows(), n = b.cols(), k = a.cols();
+  shareformer::detail::parallel_chunks(n, detail::small_gemm_panel<T>, threads,
+                                       [&](Index begin, Index end, int) {
+    detail::packed_gemm<T>(m, k, a.data(), a.outerStride(), b.data(), n, c.data(), c.outerStride(),
+                           begin, end, [&](Index col, Index cols) { epilogue(Index(0), m, col, cols); });
+  });
 }
 
 /// c += a * b with temporary packing buffers (convenient, allocates).

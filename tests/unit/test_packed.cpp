@@ -1,0 +1,258 @@
+// SPDX-License-Identifier: MIT
+// Packed weights (ops::PackedMatrix): the layout, the product that streams it against naive loops
+// and bit for bit against the same kernel on the unpacked matrix, and Linear / Stack / Encoder
+// with pack_weights(): the same results, the copies dropped when the weights change.
+#include "support/reference.hpp"
+
+#include <shareformer/shareformer.hpp>
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <tuple>
+#include <vector>
+
+namespace sf = shareformer;
+namespace naive = shareformer::testing::naive;
+using sf::Index;
+using sf::RowMatrix;
+using sf::testing::max_abs_diff;
+using sf::testing::random_matrix;
+
+namespace {
+
+template <typename T>
+class Packed : public ::testing::Test {
+ protected:
+  static double tol() { return std::is_same_v<T, float> ? 2e-5 : 1e-12; }
+};
+using Scalars = ::testing::Types<float, double>;
+TYPED_TEST_SUITE(Packed, Scalars);
+
+// Shapes that reach every panel kind: full panels, single packets, and fewer columns than a packet
+// (for every SIMD width from SSE's 4 floats to AVX-512's 16), rows below, at and above a tile.
+const std::vector<std::tuple<Index, Index, Index>> shapes = {
+    {1, 7, 3}, {8, 64, 48}, {17, 300, 53}, {9, 1, 129}, {5, 768, 100}, {40, 33, 97}, {3, 0, 20}};
+
+}  // namespace
+
+TYPED_TEST(Packed, LayoutIsPanelByPanel) {
+  using T = TypeParam;
+  // Written from the documented layout: panels of 3 packets while they fit, then single packets,
+  // then the rest; each panel's rows one after the other.
+  const Index lanes = sf::ops::detail::packet_size<T>;
+  for (Index cols : {Index(1), 3 * lanes, 3 * lanes + 1, 4 * lanes + 3, 7 * lanes - 1}) {
+    const RowMatrix<T> m = random_matrix<T>(5, cols, 1);
+    const sf::ops::PackedMatrix<T> packed(m);
+    ASSERT_EQ(packed.rows(), 5);
+    ASSERT_EQ(packed.cols(), cols);
+    ASSERT_EQ(packed.bytes(), sizeof(T) * static_cast<std::size_t>(m.size()));
+    const T* data = packed.data();
+    Index j = 0;
+    while (j < cols) {
+      const Index w = cols - j >= 3 * lanes ? 3 * lanes : (cols - j >= lanes ? lanes : cols - j);
+      for (Index p = 0; p < 5; ++p)
+        for (Index c = 0; c < w; ++c) {
+          ASSERT_EQ(*data++, m(p, j + c)) << "column " << j + c << " of " << cols;
+          ASSERT_EQ(packed(p, j + c), m(p, j + c));
+        }
+      j += w;
+    }
+  }
+}
+
+TYPED_TEST(Packed, GemmMatchesNaiveAndTheUnpackedKernelBitForBit) {
+  using T = TypeParam;
+  for (const auto& [m, k, n] : shapes) {
+    const RowMatrix<T> big_a = random_matrix<T>(m, k + 3, 2);
+    const auto a = big_a.middleCols(2, k);
+    const RowMatrix<T> b = random_matrix<T>(k, n, 3);
+    const RowMatrix<T> c0 = random_matrix<T>(m, n + 5, 4);
+    const sf::ops::PackedMatrix<T> packed(b);
+    const naive::M expected = naive::linear(a.template cast<double>(), b.template cast<double>(),
+                                            naive::M::Zero(1, n)) +
+                              c0.leftCols(n).template cast<double>();
+    for (int threads : {1, 2, 3}) {
+      sf::ops::GemmScratch<T> scratch;
+      RowMatrix<T> c = c0;
+      sf::ops::gemm_accumulate<T>(a, packed, c.leftCols(n), threads, scratch);
+      EXPECT_LT(max_abs_diff(c.leftCols(n), expected), this->tol() * std::sqrt(double(k) + 1))
+          << m << "x" << k << "x" << n << " threads " << threads;
+      EXPECT_EQ(c.rightCols(5), c0.rightCols(5)) << "wrote outside the view";
+      // The unpacked kernel adds the same products in the same order.
+      RowMatrix<T> unpacked = c0;
+      sf::ops::detail::gemm_small_path<T>(a, b, unpacked.leftCols(n), threads, sf::ops::NoEpilogue{});
+      EXPECT_EQ(c, unpacked) << m << "x" << k << "x" << n << " threads " << threads;
+    }
+  }
+}
+
+TYPED_TEST(Packed, EpilogueSeesEveryColumnOnceWhenItIsFinal) {
+  using T = TypeParam;
+  const Index m = 11, k = 70, n = 3 * 16 * 2 + 16 + 5;  // every panel kind for SSE to AVX-512
+  const RowMatrix<T> a = random_matrix<T>(m, k, 5), b = random_matrix<T>(k, n, 6);
+  const sf::ops::PackedMatrix<T> packed(b);
+  const naive::M product = naive::linear(a.template cast<double>(), b.template cast<double>(),
+                                         naive::M::Zero(1, n));
+  for (int threads : {1, 2}) {
+    RowMatrix<T> c = RowMatrix<T>::Zero(m, n);
+    std::vector<int> seen(static_cast<std::size_t>(n), 0);
+    bool complete = true;
+    sf::ops::GemmScratch<T> scratch;
+    sf::ops::gemm_accumulate<T>(a, packed, c, threads, scratch,
+                                [&](Index row, Index rows, Index col, Index cols) {
+      // The block must already hold its final values.
+      for (Index i = row; i < row + rows; ++i)
+        for (Index j = col; j < col + cols; ++j)
+          if (std::abs(double(c(i, j)) - product(i, j)) > this->tol() * 10) complete = false;
+      EXPECT_EQ(row, 0);
+      EXPECT_EQ(rows, m);
+      for (Index j = col; j < col + cols; ++j) ++seen[static_cast<std::size_t>(j)];
+    });
+    EXPECT_TRUE(complete) << "an epilogue ran before its block was final";
+    for (Index j = 0; j < n; ++j) EXPECT_EQ(seen[static_cast<std::size_t>(j)], 1) << "column " << j;
+  }
+}
+
+TEST(PackedBf16, GemmEqualsFloatPackedGemmOnTheSameValues) {
+  for (const auto& [m, k, n] : shapes) {
+    const RowMatrix<float> a = random_matrix<float>(m, k, 7);
+    // Values a bfloat16 holds exactly: the two packings then hold the same numbers.
+    const RowMatrix<float> b =
+        random_matrix<float>(k, n, 8).unaryExpr([](float x) { return float(Eigen::bfloat16(x)); });
+    const RowMatrix<float> c0 = random_matrix<float>(m, n, 9);
+    const sf::ops::PackedMatrix<float, Eigen::bfloat16> half(b);
+    const sf::ops::PackedMatrix<float> full(b);
+    for (int threads : {1, 2}) {
+      sf::ops::GemmScratch<float> scratch;
+      RowMatrix<float> from_half = c0, from_full = c0;
+      sf::ops::gemm_accumulate<float>(a, half, from_half, threads, scratch);
+      sf::ops::gemm_accumulate<float>(a, full, from_full, threads, scratch);
+      EXPECT_EQ(from_half, from_full) << m << "x" << k << "x" << n;
+      const naive::M expected =
+          naive::linear(a.cast<double>(), b.cast<double>(), naive::M::Zero(1, n)) + c0.cast<double>();
+      EXPECT_LT(max_abs_diff(from_half, expected), 2e-5 * std::sqrt(double(k) + 1));
+    }
+  }
+}
+
+TEST(PackedLinear, PacksAndDropsTheCopyWhenTheWeightChanges) {
+  sf::Linear<float> linear(37, 53);
+  std::mt19937_64 rng(3);
+  linear.randomize(rng, 0.5, 0.5);
+  const sf::Linear<float> plain = linear;
+  EXPECT_FALSE(linear.has_packed_weights());
+  EXPECT_EQ(linear.packed_bytes(), 0u);
+  linear.pack_weights();
+  EXPECT_TRUE(linear.has_packed_weights());
+  EXPECT_EQ(linear.packed_bytes(), sizeof(float) * 37u * 53u);
+
+  const RowMatrix<float> x = random_matrix<float>(6, 37, 4);
+  RowMatrix<float> y(6, 53), want(6, 53);
+  linear.forward(x, y, 2);
+  plain.forward(x, want, 2);
+  EXPECT_EQ(y, want);
+  // Activation fused into the packed product's epilogue, too.
+  sf::ops::GemmScratch<float> scratch;
+  linear.forward_activate(x, sf::Activation::GeluTanh, y, 1, scratch);
+  plain.forward_activate(x, sf::Activation::GeluTanh, want, 1, scratch);
+  EXPECT_EQ(y, want);
+
+  linear.weight()(2, 50) = 4.0f;  // mutable access: a packed copy would be stale
+  EXPECT_FALSE(linear.has_packed_weights());
+  naive::M w = plain.weight().cast<double>();
+  w(2, 50) = 4.0;
+  linear.forward(x, y, 1);
+  EXPECT_LT(max_abs_diff(y, naive::linear(x.cast<double>(), w, plain.bias().cast<double>())), 1e-5);
+
+  linear.pack_weights();
+  linear.randomize(rng, 0.5, 0.5);  // new weights: the copy goes too
+  EXPECT_FALSE(linear.has_packed_weights());
+  linear.forward(x, y, 1);
+  EXPECT_LT(max_abs_diff(y, naive::linear(x.cast<double>(), linear.weight().cast<double>(),
+                                          linear.bias().cast<double>())),
+            1e-5);
+}
+
+TEST(PackedLinear, Bf16AfterPackingRepacksTheRoundedWeight) {
+  sf::Linear<float> linear(40, 70);
+  std::mt19937_64 rng(5);
+  linear.randomize(rng, 0.5, 0.5);
+  sf::Linear<float> rounded = linear;
+  rounded.weight() = rounded.weight().unaryExpr([](float w) { return float(Eigen::bfloat16(w)); });
+  linear.pack_weights();
+  linear.use_bf16_weights();
+  EXPECT_TRUE(linear.has_packed_weights());
+  EXPECT_TRUE(linear.uses_bf16_weights());
+  EXPECT_EQ(linear.packed_bytes(), (sizeof(float) + 2) * 40u * 70u);
+  // Above bf16_gemm_max_rows the packed float copy is read: it must hold the rounded values.
+  const Index rows = sf::ops::bf16_gemm_max_rows + 3;
+  const RowMatrix<float> x = random_matrix<float>(rows, 40, 6);
+  RowMatrix<float> y(rows, 70);
+  const sf::Linear<float>& view = linear;
+  EXPECT_EQ(view.weight(), rounded.weight());
+  linear.forward(x, y, 1);
+  RowMatrix<float> want(rows, 70);
+  rounded.forward(x, want, 1);
+  EXPECT_EQ(y, want);
+  EXPECT_LT(max_abs_diff(y, naive::linear(x.cast<double>(), rounded.weight().cast<double>(),
+                                          rounded.bias().cast<double>())),
+            1e-5);
+}
+
+// A packed stack computes the unpacked stack's bits: the same kernel adds the same products in
+// the same order, on every route (above small_gemm_max_rows both read the unpacked weight).
+TEST(PackedStack, EqualsTheUnpackedStackBitForBit) {
+  sf::BlockConfig config;
+  config.d_model = 48;
+  config.n_heads = 4;
+  config.d_ff = 112;
+  for (Index tokens : {Index(5), Index(16), sf::ops::bf16_gemm_max_rows + 7}) {
+    sf::Stack<sf::SharedAttention> packed(config, 3);
+    packed.randomize(13, 0.2, 0.2, 0.1);
+    const sf::Stack<sf::SharedAttention> plain = packed;
+    packed.pack_weights();
+    int linears = 0;
+    const auto& view = packed;
+    view.attention(0).attention().qkv();  // const access keeps the copies
+    packed.for_each_linear([&](sf::Linear<float>& l) {
+      EXPECT_TRUE(l.has_packed_weights());
+      ++linears;
+    });
+    EXPECT_EQ(linears, 1 * 2 + 3 * 2) << "1 shared attention, 3 FFN slots, 2 Linears each";
+    const sf::Batch batch = sf::Batch::padded(tokens, {tokens, tokens / 2 + 1});
+    const RowMatrix<float> x = random_matrix<float>(batch.tokens(), 48, 14);
+    for (int threads : {1, 2}) {
+      const RowMatrix<float> got = packed.forward(x, batch, threads);
+      EXPECT_EQ(got, plain.forward(x, batch, threads)) << tokens << " tokens, threads " << threads;
+      EXPECT_LT(max_abs_diff(got, naive::stack(plain, x.cast<double>(), batch)), 1e-4);
+    }
+  }
+}
+
+TEST(PackedEncoder, PacksEveryLinearOnce) {
+  sf::AlbertModel<float> model(sf::testing::tiny_albert_config());
+  model.randomize(3);
+  const sf::AlbertModel<float> plain = model;
+  model.pack_weights();
+  std::size_t bytes = 0;
+  int linears = 0;
+  model.for_each_linear([&](sf::Linear<float>& l) {
+    bytes += l.packed_bytes();
+    ++linears;
+  });
+  EXPECT_EQ(linears, 6);  // projection, one shared block's 4 Linears, pooler
+  // Each distinct weight once: the projection 16x32, the block's 3*32*32 + 32*32 + 2*32*64, the pooler.
+  EXPECT_EQ(bytes, sizeof(float) * (16 * 32 + 32 * 96 + 32 * 32 + 32 * 64 * 2 + 32 * 32));
+  model.pack_weights();  // for_each_linear's mutable access dropped them
+  sf::IdMatrix ids(2, 4), mask(2, 4);
+  ids << 2, 7, 9, 3, 2, 11, 3, 0;
+  mask << 1, 1, 1, 1, 1, 1, 1, 0;
+  for (int threads : {1, 2}) {
+    const auto got = model.forward(ids, sf::IdMatrix(), mask, threads);
+    const auto want = plain.forward(ids, sf::IdMatrix(), mask, threads);
+    EXPECT_EQ(got.last_hidden_state, want.last_hidden_state);
+    EXPECT_EQ(got.pooler_output, want.pooler_output);
+  }
+}
