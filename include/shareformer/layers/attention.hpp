@@ -71,13 +71,16 @@ namespace detail {
 template <typename T, typename Branch>
 void residual_sublayer(NormPlacement placement, const LayerNorm<T>& norm, MatrixRef<T> h,
                        Workspace<T>& ws, int threads, Branch&& branch) {
+  // f reads its input while adding onto h, so it gets a copy (normalised first for pre-LN),
+  // made by as many threads as the element-wise ops use.
+  if (ws.normed.rows() != h.rows() || ws.normed.cols() != h.cols()) ws.normed.resize(h.rows(), h.cols());
+  shareformer::detail::parallel_rows(h.rows(), h.cols(), threads, [&](Index begin, Index end) {
+    ws.normed.middleRows(begin, end - begin) = h.middleRows(begin, end - begin);
+  });
   if (placement == NormPlacement::Post) {
-    // f reads h while adding onto it, so it gets a copy.
-    ws.normed = h;
     branch(ws.normed, h);
     norm.forward(h, threads);
   } else {
-    ws.normed = h;
     norm.forward(ws.normed, threads);
     branch(ws.normed, h);
   }

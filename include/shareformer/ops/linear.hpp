@@ -4,19 +4,36 @@
 
 #include <shareformer/core/types.hpp>
 #include <shareformer/core/config.hpp>
+#include <shareformer/core/parallel.hpp>
 #include <shareformer/ops/activation.hpp>
 #include <shareformer/ops/gemm.hpp>
 
 namespace shareformer::ops {
 
-// W is a row-major (in, out) matrix of T, or of bfloat16 for T = float (see gemm_accumulate).
+// W is a row-major (in, out) matrix of T, a PackedMatrix, or (T = float) a bfloat16 matrix (see
+// gemm_accumulate).
+
+namespace detail {
+/// y = b on every row of y, or y += b with `accumulate`; rows split over threads like the
+/// element-wise ops, so that the other threads do not wait for one to fill a large output.
+template <typename T>
+void bias_rows(const RowVector<T>& b, MatrixRef<T> y, bool accumulate, int threads) {
+  shareformer::detail::parallel_rows(y.rows(), y.cols(), threads, [&](Index begin, Index end) {
+    auto rows = y.middleRows(begin, end - begin);
+    if (accumulate)
+      rows.rowwise() += b;
+    else
+      rows.rowwise() = b;
+  });
+}
+}  // namespace detail
 
 /// y = x W + b. x (rows, in), W (in, out), b (1, out), y (rows, out), y distinct from x.
 template <typename T, typename Weights>
 void linear(ConstMatrixRef<T> x, const Weights& w, const RowVector<T>& b, MatrixRef<T> y,
             int threads, GemmScratch<T>& scratch) {
   // The bias is the GEMM's starting value, so it costs no separate pass.
-  y.rowwise() = b;
+  detail::bias_rows<T>(b, y, false, threads);
   gemm_accumulate<T>(x, w, y, threads, scratch);
 }
 
@@ -24,7 +41,7 @@ void linear(ConstMatrixRef<T> x, const Weights& w, const RowVector<T>& b, Matrix
 template <typename T, typename Weights>
 void linear_activate(ConstMatrixRef<T> x, const Weights& w, const RowVector<T>& b,
                      Activation activation, MatrixRef<T> y, int threads, GemmScratch<T>& scratch) {
-  y.rowwise() = b;
+  detail::bias_rows<T>(b, y, false, threads);
   gemm_accumulate<T>(x, w, y, threads, scratch, [&](Index row, Index rows, Index col, Index cols) {
     detail::activate_rows<T>(activation, y.block(row, col, rows, cols));
   });
@@ -34,7 +51,7 @@ void linear_activate(ConstMatrixRef<T> x, const Weights& w, const RowVector<T>& 
 template <typename T, typename Weights>
 void linear_accumulate(ConstMatrixRef<T> x, const Weights& w, const RowVector<T>& b,
                        MatrixRef<T> y, int threads, GemmScratch<T>& scratch) {
-  y.rowwise() += b;
+  detail::bias_rows<T>(b, y, true, threads);
   gemm_accumulate<T>(x, w, y, threads, scratch);
 }
 

@@ -46,9 +46,11 @@ EIGEN_ALWAYS_INLINE Packet<T> load_b(const B* p) {
   }
 }
 
-/// Bytes ahead of the row being read that a tile streaming packed weights prefetches: 6 KiB
-/// (benchmarks/bench_ops PackedPrefetch; 1.5-3 KiB is too short to hide the latency of memory,
-/// 12 KiB no better).
+/// Bytes ahead of the row being read that a tile streaming packed weights prefetches: 6 KiB.
+/// Measured (2026-11-27, AVX-512, builds with -DSHAREFORMER_SMALL_GEMM_PREFETCH_BYTES=N, 4
+/// interleaved rounds): bench_stack Stack12 bert-base 1 x 16 is 1.13-1.28x faster than with N = 0
+/// (which prefetches only the row being read) on float weights and the same on bfloat16 ones;
+/// bench_ops GemmStream gives the same figures for N = 1536, 6144 and 12288 within the noise.
 #ifndef SHAREFORMER_SMALL_GEMM_PREFETCH_BYTES
 #define SHAREFORMER_SMALL_GEMM_PREFETCH_BYTES 6144
 #endif
@@ -185,9 +187,11 @@ constexpr Index packed_panel_width(Index j, Index n) {
   return left >= packet_size<T> ? Index{packet_size<T>} : left;
 }
 
-/// Depth of one pass over a packed panel: 768 rows (144 KiB of floats in a full AVX-512 panel) stay
-/// in L2 while every row tile reads them. Measured on a 3072-deep product streamed from memory
-/// (16 tokens, 1 thread): 1.1x faster than one pass over the whole depth, and the same as 256.
+/// Depth of one pass over a packed panel: 768 rows (144 KiB of floats in a full AVX-512 panel), so
+/// that the part of a panel every row tile reads stays in L2 however deep the product. bench_ops
+/// GemmStream at 16 and 64 tokens (builds with -DSHAREFORMER_PACKED_GEMM_KC=N, 3 interleaved
+/// rounds): 768 and one pass over the whole depth measure the same (depths 768 and 3072); 256 is
+/// 5-20 % slower.
 #ifndef SHAREFORMER_PACKED_GEMM_KC
 #define SHAREFORMER_PACKED_GEMM_KC 768
 #endif
