@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <random>
+#include <type_traits>
 #include <vector>
 
 namespace shareformer::testing {
@@ -22,6 +23,15 @@ RowMatrix<T> random_matrix(Index rows, Index cols, std::uint64_t seed) {
     for (Index c = 0; c < cols; ++c) m(r, c) = static_cast<T>(normal(rng));
   return m;
 }
+
+/// Base of typed tests run for float and double: tol() is the error allowed against the naive
+/// double reference for one op (grow it with the depth of a sum where that applies).
+template <typename T>
+class ScalarTest : public ::testing::Test {
+ protected:
+  static double tol() { return std::is_same_v<T, float> ? 2e-5 : 1e-12; }
+};
+using Scalars = ::testing::Types<float, double>;
 
 /// A small ALBERT (embeddings 16 projected to d_model 32, 2 heads, d_ff 64, 4 layers sharing one
 /// block) for tests that visit every Linear of an encoder.

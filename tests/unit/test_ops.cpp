@@ -17,12 +17,8 @@ using sf::testing::max_abs_diff;
 using sf::testing::random_matrix;
 
 template <typename T>
-class Ops : public ::testing::Test {
- protected:
-  static double tol() { return std::is_same_v<T, float> ? 2e-5 : 1e-12; }
-};
-using Scalars = ::testing::Types<float, double>;
-TYPED_TEST_SUITE(Ops, Scalars);
+class Ops : public sf::testing::ScalarTest<T> {};
+TYPED_TEST_SUITE(Ops, sf::testing::Scalars);
 
 TYPED_TEST(Ops, GemmAccumulatesOnStridedViewsWithAnyThreadCount) {
   using T = TypeParam;

@@ -23,12 +23,8 @@ using sf::testing::random_matrix;
 namespace {
 
 template <typename T>
-class Packed : public ::testing::Test {
- protected:
-  static double tol() { return std::is_same_v<T, float> ? 2e-5 : 1e-12; }
-};
-using Scalars = ::testing::Types<float, double>;
-TYPED_TEST_SUITE(Packed, Scalars);
+class Packed : public sf::testing::ScalarTest<T> {};
+TYPED_TEST_SUITE(Packed, sf::testing::Scalars);
 
 // Shapes that reach every panel kind: full panels, single packets, and fewer columns than a packet
 // (for every SIMD width from SSE's 4 floats to AVX-512's 16), rows below, at and above a tile.
