@@ -22,6 +22,9 @@ sf::RowMatrix<float> noise(Index rows, Index cols, unsigned seed) {
   return m;
 }
 
+// The start of c += a b: c itself.
+sf::ops::GemmStart<float> onto(sf::RowMatrix<float>& c) { return {c.data(), c.outerStride(), nullptr}; }
+
 // range: tokens, in, out, threads. FLOP/s counts 2 * tokens * in * out.
 void Gemm(benchmark::State& state) {
   const Index t = state.range(0), k = state.range(1), n = state.range(2);
@@ -65,7 +68,7 @@ void GemmRoute(benchmark::State& state) {
     else if (route == 4)
       sf::ops::gemm_accumulate<float>(a, packed16, c, threads, scratch);
     else
-      sf::ops::detail::gemm_small_path<float>(a, b, c, threads, sf::ops::NoEpilogue{});
+      sf::ops::detail::gemm_small_path<float>(a, b, onto(c), c, threads, sf::ops::NoEpilogue{});
     benchmark::DoNotOptimize(c.data());
   }
   state.counters["FLOP/s"] = benchmark::Counter(2.0 * static_cast<double>(t * k * n),
@@ -115,7 +118,8 @@ void GemmStream(benchmark::State& state) {
     else if (route == 4)
       sf::ops::gemm_accumulate<float>(a, w.packed16[next], c, threads, scratch);
     else
-      sf::ops::detail::gemm_small_path<float>(a, w.plain[next], c, threads, sf::ops::NoEpilogue{});
+      sf::ops::detail::gemm_small_path<float>(a, w.plain[next], onto(c), c, threads,
+                                              sf::ops::NoEpilogue{});
     benchmark::DoNotOptimize(c.data());
     next = (next + 1) % w.plain.size();
   }

@@ -24,18 +24,24 @@ sf::BlockConfig preset(int which) {
 
 // How the weights are kept: as loaded (plain), also packed (Stack::pack_weights, the default), or
 // rounded to bfloat16 with a packed bfloat16 copy for products of up to ops::bf16_gemm_max_rows
-// rows and a packed float one above (Stack::use_bf16_weights, then pack_weights).
-enum class Weights { Plain, Packed, Bf16 };
+// rows and a packed float one above (Stack::use_bf16_weights, then pack_weights); or bfloat16
+// products with float sums (Stack::use_bf16_products: a different precision).
+enum class Weights { Plain, Packed, Bf16, Bf16Products };
 
 template <typename Policy>
 void run_stack(benchmark::State& state, Index n_layers, Weights weights = Weights::Packed) {
   const sf::BlockConfig c = preset(static_cast<int>(state.range(0)));
   const Index batch = state.range(1), seq_len = state.range(2);
   const int threads = static_cast<int>(state.range(3));
+  if (weights == Weights::Bf16Products && !sf::ops::has_bf16_dot) {
+    state.SkipWithError("bfloat16 products need a build with AVX512-BF16 (-march=native)");
+    return;
+  }
   sf::Stack<Policy> stack(c, n_layers);
   stack.randomize(1);
   if (weights == Weights::Bf16) stack.use_bf16_weights();
-  if (weights != Weights::Plain) stack.pack_weights();
+  if (weights == Weights::Bf16 || weights == Weights::Packed) stack.pack_weights();
+  if (weights == Weights::Bf16Products) stack.use_bf16_products();
   const sf::Batch layout = sf::Batch::uniform(batch, seq_len);
   std::mt19937 rng(2);
   std::normal_distribution<float> normal;
@@ -107,5 +113,15 @@ BENCHMARK(Stack12_Unshared_Bf16)->Apply(small_shapes);
 BENCHMARK(Stack12_SharedAll_Bf16)->Apply(small_shapes);
 BENCHMARK(Stack12_Unshared_Plain)->Apply(small_shapes);
 BENCHMARK(Stack12_SharedAll_Plain)->Apply(small_shapes);
+
+// bfloat16 products (AVX512-BF16 dot products) at every shape: twice the FLOPs per instruction.
+static void Stack12_Unshared_Bf16Products(benchmark::State& state) {
+  run_stack<sf::Unshared>(state, 12, Weights::Bf16Products);
+}
+static void Stack12_SharedAll_Bf16Products(benchmark::State& state) {
+  run_stack<sf::SharedAll>(state, 12, Weights::Bf16Products);
+}
+BENCHMARK(Stack12_Unshared_Bf16Products)->Apply(shapes);
+BENCHMARK(Stack12_SharedAll_Bf16Products)->Apply(shapes);
 
 #include "bench_main.hpp"

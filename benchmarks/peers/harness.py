@@ -25,11 +25,16 @@ sys.path.insert(0, HERE)
 import report  # noqa: E402
 from workloads import FULL_SHAPES, MODELS, POLICIES, QUICK_SHAPES, flops  # noqa: E402
 
-PEERS = ("pytorch", "onnxruntime", "shareformer", "shareformer-bf16")
+PEERS = ("pytorch", "onnxruntime", "shareformer", "shareformer-bf16", "shareformer-bf16dot")
 # shareformer-bf16: the same CLI with --weights bf16 (weights rounded to bfloat16, streamed as
 # bfloat16 by products over at most BF16_MAX_TOKENS tokens; larger ones are the float path, so
 # those cells are not run). Not fp32, so never the "best" of a row: reported beside it.
 BF16_MAX_TOKENS = 64
+# shareformer-bf16dot: --weights bf16dot (bfloat16 products with float sums on AVX512-BF16 dot
+# products: weights and activations rounded to bfloat16), every cell. A different precision:
+# reported beside the fp32 peers, never a row's best.
+VARIANTS = {"shareformer-bf16": ["--weights", "bf16"],
+            "shareformer-bf16dot": ["--weights", "bf16dot"]}
 # Removed from every peer's environment: this machine sets OPENBLAS_CORETYPE=Haswell, which keeps
 # OpenBLAS (PyTorch's BLAS here) off its AVX-512 kernels and halves its speed.
 OPENBLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
@@ -233,12 +238,14 @@ def main():
 
     # Peers available?
     sf = None
-    sf16 = None
-    if "shareformer-bf16" in peers:
-        if os.access(args.shareformer_bin, os.X_OK):
-            sf16 = Shareformer(args.shareformer_bin, env, ["--weights", "bf16"])
-        else:
-            peers.remove("shareformer-bf16")
+    # The same CLI with other --weights choices, as peers of their own.
+    variants = {}
+    for name, flags in VARIANTS.items():
+        if name in peers:
+            if os.access(args.shareformer_bin, os.X_OK):
+                variants[name] = Shareformer(args.shareformer_bin, env, flags)
+            else:
+                peers.remove(name)
     if "shareformer" in peers:
         if os.access(args.shareformer_bin, os.X_OK):
             try:
@@ -317,9 +324,10 @@ def main():
                     continue
                 rec = cell["peers"].setdefault(peer, {"rounds": []})
                 try:
-                    if peer == "shareformer-bf16":
-                        r = sf16.run(cell["model"], cell["policy"], cell["batch"], cell["seq"],
-                                     cell["threads"], args.warmup, cell["iters"])
+                    if peer in variants:
+                        r = variants[peer].run(cell["model"], cell["policy"], cell["batch"],
+                                               cell["seq"], cell["threads"], args.warmup,
+                                               cell["iters"])
                     elif peer == "shareformer":
                         r = sf.run(cell["model"], cell["policy"], cell["batch"], cell["seq"],
                                    cell["threads"], args.warmup, cell["iters"])

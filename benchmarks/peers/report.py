@@ -9,10 +9,11 @@ import sys
 from workloads import MODELS, POLICY_LABEL
 
 LABEL = {"pytorch": "PyTorch", "onnxruntime": "ONNX Runtime", "shareformer": "shareformer",
-         "shareformer-bf16": "shareformer bf16 weights"}
+         "shareformer-bf16": "shareformer bf16 weights",
+         "shareformer-bf16dot": "shareformer bf16 products"}
 COLOR = {"pytorch": "#d62728", "onnxruntime": "#1f77b4", "shareformer": "#2ca02c",
-         "shareformer-bf16": "#9467bd"}
-ALL_PEERS = ("pytorch", "onnxruntime", "shareformer", "shareformer-bf16")
+         "shareformer-bf16": "#9467bd", "shareformer-bf16dot": "#ff7f0e"}
+ALL_PEERS = ("pytorch", "onnxruntime", "shareformer", "shareformer-bf16", "shareformer-bf16dot")
 FP32_PEERS = ALL_PEERS[:3]  # the "best" of a row is the fastest of these
 
 
@@ -59,6 +60,10 @@ def table_md(results):
         peer_v.append("shareformer with `--weights bf16` (weights rounded to bfloat16 and streamed "
                       "as bfloat16, float arithmetic; not fp32, so never a row's best; only run "
                       "at <= 64 tokens, where its path differs)")
+    if "shareformer-bf16dot" in peers:
+        peer_v.append("shareformer with `--weights bf16dot` (bfloat16 products with float sums on "
+                      "AVX512-BF16 dot products: weights and each product's input rounded to "
+                      "bfloat16; a different precision from fp32, so never a row's best)")
     lines.append("Peers: " + "; ".join(peer_v) + ".  ")
     lines.append("Measured FMA peak: " + ", ".join(
         f"{p['gflops']:.0f} GFLOP/s on {t} thread{'s' if t != '1' else ''}"
@@ -96,6 +101,8 @@ def table_md(results):
         head.append("shareformer speed-up vs best other")
     if "shareformer-bf16" in peers:
         head.append("bf16 speed-up vs best other")
+    if "shareformer-bf16dot" in peers:
+        head.append("bf16 products speed-up vs best other")
     lines.append("| " + " | ".join(head) + " |")
     lines.append("|" + "---|" * len(head))
     rows = cell_rows(results)
@@ -118,6 +125,10 @@ def table_md(results):
             others = [s[p]["median_ms"] for p in s if p in FP32_PEERS and p != "shareformer"]
             r.append(f"{min(others) / s['shareformer-bf16']['median_ms']:.2f}x"
                      if others and "shareformer-bf16" in s else "-")
+        if "shareformer-bf16dot" in peers:
+            others = [s[p]["median_ms"] for p in s if p in FP32_PEERS and p != "shareformer"]
+            r.append(f"{min(others) / s['shareformer-bf16dot']['median_ms']:.2f}x"
+                     if others and "shareformer-bf16dot" in s else "-")
         lines.append("| " + " | ".join(r) + " |")
     lines.append("")
     lines.append("## Throughput, GFLOP/s (% of the measured peak for that thread count)")

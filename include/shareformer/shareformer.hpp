@@ -13,6 +13,7 @@
 
 #include <shareformer/ops/activation.hpp>
 #include <shareformer/ops/attention.hpp>
+#include <shareformer/ops/bf16_dot.hpp>
 #include <shareformer/ops/gemm.hpp>
 #include <shareformer/ops/layer_norm.hpp>
 #include <shareformer/ops/linear.hpp>

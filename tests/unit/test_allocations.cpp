@@ -66,12 +66,15 @@ void* aligned_alloc(std::size_t alignment, std::size_t n) {
 
 namespace sf = shareformer;
 
+enum class Weights { Plain, Packed, Bf16Products };
+
 template <typename Policy>
 long allocations_of_second_forward(const sf::BlockConfig& c, const sf::Batch& batch, int threads,
-                                    bool packed = false) {
+                                    Weights weights = Weights::Plain) {
   sf::Stack<Policy> stack(c, 4);
   stack.randomize(1);
-  if (packed) stack.pack_weights();
+  if (weights == Weights::Packed) stack.pack_weights();
+  if (weights == Weights::Bf16Products) stack.use_bf16_products();
   sf::RowMatrix<float> h = sf::testing::random_matrix<float>(batch.tokens(), c.d_model, 2);
   sf::Workspace<float> ws;
   stack.forward(h, batch, ws, threads);  // sizes the workspace
@@ -95,8 +98,15 @@ TEST(Allocations, SteadyStateForwardAllocatesNothing) {
         << threads << " threads";
     EXPECT_EQ(allocations_of_second_forward<sf::Unshared>(c, sf::Batch::uniform(1, 16), threads), 0)
         << threads << " threads";
-    EXPECT_EQ(allocations_of_second_forward<sf::Unshared>(c, sf::Batch::uniform(2, 16), threads, true), 0)
+    EXPECT_EQ(allocations_of_second_forward<sf::Unshared>(c, sf::Batch::uniform(2, 16), threads,
+                                                          Weights::Packed),
+              0)
         << threads << " threads, packed weights";
+    // The rounded activations live in the workspace's GEMM scratch, sized by the first forward.
+    EXPECT_EQ(allocations_of_second_forward<sf::SharedAll>(c, sf::Batch::uniform(2, 16), threads,
+                                                           Weights::Bf16Products),
+              0)
+        << threads << " threads, bfloat16 products";
   }
 }
 

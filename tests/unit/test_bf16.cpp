@@ -68,7 +68,9 @@ TEST(Bf16, GemmEqualsFloatGemmOnTheSameValues) {
           << m << "x" << k << "x" << n << " threads " << threads;
       // The same kernel on the widened float values: the same operations, the same bits.
       RowMatrix<float> from_float = c0;
-      sf::ops::detail::gemm_small_path<float>(a, b, from_float, threads, sf::ops::NoEpilogue{});
+      sf::ops::GemmScratch<float> unused;
+      sf::ops::gemm_into<float>(a, b, sf::ops::GemmStart<float>{from_float.data(), n, nullptr},
+                                from_float, threads, unused);
       EXPECT_EQ(from_bf16, from_float) << m << "x" << k << "x" << n << " threads " << threads;
     }
   }

@@ -57,8 +57,14 @@ TYPED_TEST(Ops, LayerNormMatchesNaive) {
   const sf::RowVector<T> g = random_matrix<T>(1, 33, 7), b = random_matrix<T>(1, 33, 8);
   const naive::M expected = naive::layer_norm(x.template cast<double>(), g.template cast<double>(),
                                               b.template cast<double>(), 1e-5);
+  // Out of place: x is only read, and y gets what in place gives, bit for bit.
+  const RowMatrix<T> x0 = x;
+  RowMatrix<T> y = RowMatrix<T>::Constant(7, 33, std::numeric_limits<T>::quiet_NaN());
+  sf::ops::layer_norm<T>(x, y, g, b, T(1e-5));
+  EXPECT_EQ(x, x0);
   sf::ops::layer_norm<T>(x, g, b, T(1e-5));
   EXPECT_LT(max_abs_diff(x, expected), this->tol());
+  EXPECT_EQ(y, x);
 }
 
 TYPED_TEST(Ops, ActivationsMatchTheirDefinitions) {

@@ -9,6 +9,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
+#include <string>
 #include <random>
 #include <tuple>
 #include <vector>
@@ -78,7 +80,9 @@ TYPED_TEST(Packed, GemmMatchesNaiveAndTheUnpackedKernelBitForBit) {
       EXPECT_EQ(c.rightCols(5), c0.rightCols(5)) << "wrote outside the view";
       // The unpacked kernel adds the same products in the same order.
       RowMatrix<T> unpacked = c0;
-      sf::ops::detail::gemm_small_path<T>(a, b, unpacked.leftCols(n), threads, sf::ops::NoEpilogue{});
+      sf::ops::detail::gemm_small_path<T>(
+          a, b, sf::ops::GemmStart<T>{unpacked.data(), unpacked.outerStride(), nullptr},
+          unpacked.leftCols(n), threads, sf::ops::NoEpilogue{});
       EXPECT_EQ(c, unpacked) << m << "x" << k << "x" << n << " threads " << threads;
     }
   }
@@ -108,6 +112,67 @@ TYPED_TEST(Packed, EpilogueSeesEveryColumnOnceWhenItIsFinal) {
     });
     EXPECT_TRUE(complete) << "an epilogue ran before its block was final";
     for (Index j = 0; j < n; ++j) EXPECT_EQ(seen[static_cast<std::size_t>(j)], 1) << "column " << j;
+  }
+}
+
+// gemm_into: c = start + a b, start = (zero | another matrix | c itself) + (bias | nothing),
+// on every route (row-major weights, packed, and above small_gemm_max_rows the blocked path),
+// depths over one pass of either kernel (256 row-major, 768 packed), and k = 0. c starts as NaN
+// wherever the start is not c itself: an element the product reads before writing would show.
+TYPED_TEST(Packed, GemmIntoStartsFromZeroBiasOrAResidual) {
+  using T = TypeParam;
+  using Start = sf::ops::GemmStart<T>;
+  const T nan = std::numeric_limits<T>::quiet_NaN();
+  std::vector<std::tuple<Index, Index, Index>> cases = shapes;
+  cases.emplace_back(9, 800, 37);
+  cases.emplace_back(3, 300, 2);
+  for (const auto& [m, k, n] : cases) {
+    const RowMatrix<T> a = random_matrix<T>(m, k, 21);
+    const RowMatrix<T> b = random_matrix<T>(k, n, 22);
+    const RowMatrix<T> residual_store = random_matrix<T>(m, n + 4, 23);
+    const auto residual = residual_store.leftCols(n);  // strided: ld = n + 4
+    const sf::RowVector<T> bias = random_matrix<T>(1, n, 24);
+    const sf::ops::PackedMatrix<T> packed(b);
+    const naive::M product =
+        naive::linear(a.template cast<double>(), b.template cast<double>(), naive::M::Zero(1, n));
+    for (int kind = 0; kind < 5; ++kind) {
+      const bool with_bias = kind % 2 == 1;
+      // kinds: 0 zero, 1 bias, 2 residual, 3 residual + bias, 4 c itself + bias
+      naive::M expected = product;
+      if (with_bias || kind == 4) expected.rowwise() += bias.template cast<double>();
+      if (kind >= 2) expected += residual.template cast<double>();
+      for (int threads : {1, 2}) {
+        for (int route = 0; route < 2; ++route) {
+          RowMatrix<T> c_store = RowMatrix<T>::Constant(m, n + 3, nan);
+          auto c = c_store.leftCols(n);
+          if (kind == 4) c = residual;
+          Start start{nullptr, 0, with_bias || kind == 4 ? bias.data() : nullptr};
+          if (kind == 2 || kind == 3) start = Start{residual.data(), residual.outerStride(), start.bias};
+          if (kind == 4) start.c0 = c.data(), start.ld = c.outerStride();
+          sf::ops::GemmScratch<T> scratch;
+          if (route == 0)
+            sf::ops::gemm_into<T>(a, b, start, c, threads, scratch);
+          else
+            sf::ops::gemm_into<T>(a, packed, start, c, threads, scratch);
+          const std::string where = std::to_string(m) + "x" + std::to_string(k) + "x" +
+                                    std::to_string(n) + " start kind " + std::to_string(kind) +
+                                    " route " + std::to_string(route) + " threads " +
+                                    std::to_string(threads);
+          EXPECT_LT(max_abs_diff(c, expected), this->tol() * std::sqrt(double(k) + 1)) << where;
+          EXPECT_TRUE(c_store.rightCols(3).array().isNaN().all()) << "wrote outside c: " << where;
+          // The start folded into the product equals the start written first, then accumulated
+          // onto: the same operations in the same order.
+          RowMatrix<T> two_pass = RowMatrix<T>::Zero(m, n);
+          if (kind >= 2) two_pass = residual;
+          if (start.bias != nullptr) two_pass.rowwise() += bias;
+          if (route == 0)
+            sf::ops::gemm_accumulate<T>(a, b, two_pass, threads, scratch);
+          else
+            sf::ops::gemm_accumulate<T>(a, packed, two_pass, threads, scratch);
+          EXPECT_EQ(RowMatrix<T>(c), two_pass) << where;
+        }
+      }
+    }
   }
 }
 
@@ -169,6 +234,27 @@ TEST(PackedLinear, PacksAndDropsTheCopyWhenTheWeightChanges) {
   EXPECT_LT(max_abs_diff(y, naive::linear(x.cast<double>(), linear.weight().cast<double>(),
                                           linear.bias().cast<double>())),
             1e-5);
+}
+
+TEST(PackedLinear, ForwardResidualAddsOntoAnotherMatrixOrOntoY) {
+  sf::Linear<float> linear(37, 53);
+  std::mt19937_64 rng(8);
+  linear.randomize(rng, 0.5, 0.5);
+  const RowMatrix<float> x = random_matrix<float>(6, 37, 9);
+  const RowMatrix<float> residual = random_matrix<float>(6, 53, 10);
+  const naive::M expected = naive::linear(x.cast<double>(), linear.weight().cast<double>(),
+                                          linear.bias().cast<double>()) +
+                            residual.cast<double>();
+  sf::ops::GemmScratch<float> scratch;
+  for (bool packed : {false, true}) {
+    if (packed) linear.pack_weights();
+    RowMatrix<float> y = RowMatrix<float>::Constant(6, 53, std::numeric_limits<float>::quiet_NaN());
+    linear.forward_residual(x, residual, y, 2, scratch);
+    EXPECT_LT(max_abs_diff(y, expected), 1e-5) << "packed " << packed;
+    RowMatrix<float> onto = residual;
+    linear.forward_accumulate(x, onto, 2, scratch);
+    EXPECT_EQ(onto, y) << "packed " << packed;
+  }
 }
 
 TEST(PackedLinear, Bf16AfterPackingRepacksTheRoundedWeight) {

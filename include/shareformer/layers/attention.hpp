@@ -35,14 +35,20 @@ class MultiHeadAttention {
   const Linear<T>& out() const { return out_; }
   Linear<T>& out() { return out_; }
 
-  /// y += Attention(x). x, y (batch.tokens(), d_model), distinct.
-  void forward_accumulate(ConstMatrixRef<T> x, const Batch& batch, MatrixRef<T> y, Workspace<T>& ws,
-                          int threads) const {
+  /// y = residual + Attention(x). x, residual, y (batch.tokens(), d_model); y distinct from x,
+  /// residual either y or not overlapping it (x may be the residual).
+  void forward_residual(ConstMatrixRef<T> x, const Batch& batch, ConstMatrixRef<T> residual,
+                        MatrixRef<T> y, Workspace<T>& ws, int threads) const {
     // (tokens, 3 * d_model)
     qkv_.forward(x, ws.qkv, threads, ws.gemm);
     // (tokens, d_model)
     ops::attention<T>(ws.qkv, batch, n_heads_, causal_, ws.context, ws.scores, threads);
-    out_.forward_accumulate(ws.context, y, threads, ws.gemm);
+    out_.forward_residual(ws.context, residual, y, threads, ws.gemm);
+  }
+  /// y += Attention(x). x, y (batch.tokens(), d_model), distinct.
+  void forward_accumulate(ConstMatrixRef<T> x, const Batch& batch, MatrixRef<T> y, Workspace<T>& ws,
+                          int threads) const {
+    forward_residual(x, batch, y, y, ws, threads);
   }
 
   /// Calls f on each Linear: qkv, then out.
@@ -67,22 +73,19 @@ class MultiHeadAttention {
 
 namespace detail {
 /// Applies a residual branch with its LayerNorm in place on h (tokens, d_model): post-LN
-/// h = LN(h + f(h)), pre-LN h = h + f(LN(h)). branch(input, h) must add f(input) onto h.
+/// h = LN(h + f(h)), pre-LN h = h + f(LN(h)). branch(input, residual, out) must write
+/// out = residual + f(input). Post-LN sums into ws.normed and normalises back into h; pre-LN
+/// normalises into ws.normed and sums into h: no pass over h only to copy it.
 template <typename T, typename Branch>
 void residual_sublayer(NormPlacement placement, const LayerNorm<T>& norm, MatrixRef<T> h,
                        Workspace<T>& ws, int threads, Branch&& branch) {
-  // f reads its input while adding onto h, so it gets a copy (normalised first for pre-LN),
-  // made by as many threads as the element-wise ops use.
   if (ws.normed.rows() != h.rows() || ws.normed.cols() != h.cols()) ws.normed.resize(h.rows(), h.cols());
-  shareformer::detail::parallel_rows(h.rows(), h.cols(), threads, [&](Index begin, Index end) {
-    ws.normed.middleRows(begin, end - begin) = h.middleRows(begin, end - begin);
-  });
   if (placement == NormPlacement::Post) {
-    branch(ws.normed, h);
-    norm.forward(h, threads);
+    branch(h, h, ws.normed);
+    norm.forward(ws.normed, h, threads);
   } else {
-    norm.forward(ws.normed, threads);
-    branch(ws.normed, h);
+    norm.forward(h, ws.normed, threads);
+    branch(ws.normed, h, h);
   }
 }
 }  // namespace detail
@@ -106,9 +109,10 @@ class AttentionSublayer {
 
   /// Applies the sub-layer in place on h (batch.tokens(), d_model).
   void forward(MatrixRef<T> h, const Batch& batch, Workspace<T>& ws, int threads) const {
-    detail::residual_sublayer<T>(placement_, norm_, h, ws, threads, [&](const RowMatrix<T>& in, MatrixRef<T> out) {
-      attention_.forward_accumulate(in, batch, out, ws, threads);
-    });
+    detail::residual_sublayer<T>(placement_, norm_, h, ws, threads,
+                                 [&](ConstMatrixRef<T> in, ConstMatrixRef<T> residual, MatrixRef<T> out) {
+                                   attention_.forward_residual(in, batch, residual, out, ws, threads);
+                                 });
   }
 
   /// Calls f on each Linear.

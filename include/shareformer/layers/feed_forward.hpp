@@ -31,11 +31,17 @@ class FeedForward {
   const Linear<T>& out() const { return out_; }
   Linear<T>& out() { return out_; }
 
-  /// y += FFN(x). x, y (tokens, d_model), distinct.
-  void forward_accumulate(ConstMatrixRef<T> x, MatrixRef<T> y, Workspace<T>& ws, int threads) const {
+  /// y = residual + FFN(x). x, residual, y (tokens, d_model); y distinct from x, residual either
+  /// y or not overlapping it (x may be the residual).
+  void forward_residual(ConstMatrixRef<T> x, ConstMatrixRef<T> residual, MatrixRef<T> y,
+                        Workspace<T>& ws, int threads) const {
     // (tokens, d_ff)
     in_.forward_activate(x, activation_, ws.inner, threads, ws.gemm);
-    out_.forward_accumulate(ws.inner, y, threads, ws.gemm);
+    out_.forward_residual(ws.inner, residual, y, threads, ws.gemm);
+  }
+  /// y += FFN(x). x, y (tokens, d_model), distinct.
+  void forward_accumulate(ConstMatrixRef<T> x, MatrixRef<T> y, Workspace<T>& ws, int threads) const {
+    forward_residual(x, y, y, ws, threads);
   }
 
   /// Calls f on each Linear: in, then out.
@@ -75,9 +81,10 @@ class FfnSublayer {
 
   /// Applies the sub-layer in place on h (tokens, d_model).
   void forward(MatrixRef<T> h, Workspace<T>& ws, int threads) const {
-    detail::residual_sublayer<T>(placement_, norm_, h, ws, threads, [&](const RowMatrix<T>& in, MatrixRef<T> out) {
-      ffn_.forward_accumulate(in, out, ws, threads);
-    });
+    detail::residual_sublayer<T>(placement_, norm_, h, ws, threads,
+                                 [&](ConstMatrixRef<T> in, ConstMatrixRef<T> residual, MatrixRef<T> out) {
+                                   ffn_.forward_residual(in, residual, out, ws, threads);
+                                 });
   }
 
   /// Calls f on each Linear.

@@ -33,7 +33,11 @@ class LayerNorm {
 
   /// Normalises each row of x (rows, d) in place, on up to `threads` threads.
   void forward(MatrixRef<T> x, int threads = 1) const {
-    ops::layer_norm<T>(x, gamma_, beta_, eps_, threads);
+    ops::layer_norm<T>(x, x, gamma_, beta_, eps_, threads);
+  }
+  /// y = LayerNorm(x), row by row; x and y (rows, d) either the same matrix or not overlapping.
+  void forward(ConstMatrixRef<T> x, MatrixRef<T> y, int threads = 1) const {
+    ops::layer_norm<T>(x, y, gamma_, beta_, eps_, threads);
   }
 
   /// gamma = 1 + N(0, stddev^2), beta = N(0, stddev^2): non-trivial values for tests.

@@ -4,6 +4,7 @@
 
 #include <shareformer/core/error.hpp>
 #include <shareformer/core/types.hpp>
+#include <shareformer/ops/bf16_dot.hpp>
 #include <shareformer/ops/linear.hpp>
 
 #include <cstddef>
@@ -46,6 +47,7 @@ class Linear {
   RowMatrix<T>& weight() {
     packed_ = {};
     packed_bf16_ = {};
+    packed_dot_ = {};
     return weight_;
   }
   /// (1, out)
@@ -56,8 +58,11 @@ class Linear {
   /// order: faster wherever the weights do not stay in cache (few tokens, unshared stacks). Used
   /// for products of at most ops::small_gemm_max_rows rows (every product without
   /// SHAREFORMER_USE_BLAS). Costs memory: the copy is as large as the weight. Call it again after
-  /// changing the weight; a mutable weight() access drops the copy.
-  void pack_weights() { packed_ = ops::PackedMatrix<T>(weight_); }
+  /// changing the weight; a mutable weight() access drops the copy. Ends use_bf16_products.
+  void pack_weights() {
+    packed_ = ops::PackedMatrix<T>(weight_);
+    packed_dot_ = {};
+  }
   /// Whether forward has a packed copy of the weight to read.
   bool has_packed_weights() const { return !packed_.empty(); }
 
@@ -65,18 +70,40 @@ class Linear {
   /// forward reads for inputs of at most ops::bf16_gemm_max_rows rows, where streaming the weights
   /// is what takes the time: half the bytes. Larger inputs read the float weight (or its packed
   /// copy, which is repacked here), which now holds the same values, so every path computes the
-  /// same product (in float). Costs memory: the copy is half the float weight again. float only.
+  /// same product (in float). Costs memory: the copy is half the float weight again. Ends
+  /// use_bf16_products. float only.
   void use_bf16_weights() {
     static_assert(std::is_same_v<T, float>, "bfloat16 weights are for float models");
     weight_ = weight_.unaryExpr([](T w) { return static_cast<T>(Eigen::bfloat16(w)); });
     packed_bf16_ = ops::PackedMatrix<T, Eigen::bfloat16>(weight_);
     if (has_packed_weights()) pack_weights();
+    packed_dot_ = {};
   }
   /// Whether forward reads a bfloat16 copy of the weight for small inputs.
   bool uses_bf16_weights() const { return !packed_bf16_.empty(); }
 
-  /// Bytes of the packed copies (pack_weights, use_bf16_weights), on top of the weight itself.
-  std::size_t packed_bytes() const { return packed_.bytes() + packed_bf16_.bytes(); }
+  /// Computes every product in bfloat16 with float sums, a different precision: rounds the weight
+  /// to the nearest bfloat16 and keeps a copy laid out for AVX512-BF16's vdpbf16ps
+  /// (ops::Bf16PairMatrix, half the float weight's bytes); forward then rounds its input to
+  /// bfloat16 too, so each product term carries bfloat16's 8-bit precision (the sums stay float).
+  /// Twice the FLOPs per instruction of float FMAs. Builds without AVX512-BF16 (see
+  /// ops::has_bf16_dot) compute the same sums with a slow portable loop. Drops the other copies
+  /// (pack_weights or use_bf16_weights afterwards end this mode). float only.
+  void use_bf16_products() {
+    static_assert(std::is_same_v<T, float>, "bfloat16 products are for float models");
+    weight_ = weight_.unaryExpr([](T w) { return static_cast<T>(Eigen::bfloat16(w)); });
+    packed_dot_ = ops::Bf16PairMatrix(weight_);
+    packed_ = {};
+    packed_bf16_ = {};
+  }
+  /// Whether forward computes in bfloat16 products (use_bf16_products).
+  bool uses_bf16_products() const { return !packed_dot_.empty(); }
+
+  /// Bytes of the packed copies (pack_weights, use_bf16_weights, use_bf16_products), on top of
+  /// the weight itself.
+  std::size_t packed_bytes() const {
+    return packed_.bytes() + packed_bf16_.bytes() + packed_dot_.bytes();
+  }
 
   /// y = x W + b. x (rows, in), y (rows, out); scratch holds the GEMM's packing buffers.
   void forward(ConstMatrixRef<T> x, MatrixRef<T> y, int threads, ops::GemmScratch<T>& scratch) const {
@@ -94,12 +121,19 @@ class Linear {
       ops::linear_activate<T>(x, w, bias_, activation, y, threads, scratch);
     });
   }
+  /// y = residual + x W + b. x (rows, in); residual, y (rows, out), residual either y itself or
+  /// not overlapping it: the projection that closes a residual branch, the residual read where the
+  /// product starts.
+  void forward_residual(ConstMatrixRef<T> x, ConstMatrixRef<T> residual, MatrixRef<T> y,
+                        int threads, ops::GemmScratch<T>& scratch) const {
+    with_weights(x, [&](const auto& w) {
+      ops::linear_residual<T>(x, w, bias_, residual, y, threads, scratch);
+    });
+  }
   /// y += x W + b. x (rows, in), y (rows, out).
   void forward_accumulate(ConstMatrixRef<T> x, MatrixRef<T> y, int threads,
                           ops::GemmScratch<T>& scratch) const {
-    with_weights(x, [&](const auto& w) {
-      ops::linear_accumulate<T>(x, w, bias_, y, threads, scratch);
-    });
+    forward_residual(x, y, y, threads, scratch);
   }
 
   /// Weights N(0, stddev^2), biases N(0, bias_stddev^2). Drops the packed copies.
@@ -110,11 +144,12 @@ class Linear {
   }
 
  private:
-  // Calls f with the weights a product with x's rows reads: the packed bfloat16 copy, the packed
-  // copy or the weight itself.
+  // Calls f with the weights a product with x's rows reads: the bfloat16 pair copy (every
+  // product), the packed bfloat16 copy, the packed copy or the weight itself.
   template <typename F>
   void with_weights(ConstMatrixRef<T> x, F&& f) const {
     if constexpr (std::is_same_v<T, float>) {
+      if (!packed_dot_.empty()) return f(packed_dot_);
       if (!packed_bf16_.empty() && x.rows() <= ops::bf16_gemm_max_rows) return f(packed_bf16_);
     }
     if (!packed_.empty() && x.rows() <= ops::small_gemm_max_rows) return f(packed_);
@@ -132,6 +167,7 @@ class Linear {
   RowVector<T> bias_;
   ops::PackedMatrix<T> packed_;                          // empty unless pack_weights()
   ops::PackedMatrix<T, Eigen::bfloat16> packed_bf16_;  // empty unless use_bf16_weights()
+  ops::Bf16PairMatrix packed_dot_;                       // empty unless use_bf16_products()
 };
 
 }  // namespace shareformer

@@ -140,6 +140,13 @@ class Encoder {
     for_each_linear([](Linear<T>& linear) { linear.use_bf16_weights(); });
   }
 
+  /// Linear::use_bf16_products on every Linear (embeddings stay float): every product in bfloat16
+  /// with float sums (weights and activations rounded to bfloat16), on AVX512-BF16's dot products
+  /// where the build has them (ops::has_bf16_dot). A different precision from float. float only.
+  void use_bf16_products() {
+    for_each_linear([](Linear<T>& linear) { linear.use_bf16_products(); });
+  }
+
   /// Random weights, deterministic for a seed: embeddings N(0, 1), Linears N(0, stddev^2) with
   /// biases N(0, bias_stddev^2), LayerNorm gains 1 + N(0, norm_stddev^2) and biases N(0,
   /// norm_stddev^2). Sets has_pooler().

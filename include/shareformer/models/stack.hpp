@@ -126,6 +126,13 @@ class Stack {
     for_each_linear([](Linear<T>& linear) { linear.use_bf16_weights(); });
   }
 
+  /// Linear::use_bf16_products on every distinct Linear: every product in bfloat16 with float
+  /// sums (weights and activations rounded to bfloat16), on AVX512-BF16's dot products where the
+  /// build has them (ops::has_bf16_dot). A different precision from float. float only.
+  void use_bf16_products() {
+    for_each_linear([](Linear<T>& linear) { linear.use_bf16_products(); });
+  }
+
   /// Random weights N(0, stddev^2) (biases and LayerNorm perturbations too, with their own spreads),
   /// deterministic for a seed: every distinct sub-layer drawn once, in slot order.
   void randomize(std::uint64_t seed, double stddev = 0.02, double bias_stddev = 0.02,

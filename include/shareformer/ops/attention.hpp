@@ -40,8 +40,10 @@ void attention(ConstMatrixRef<T> qkv, const Batch& batch, Index n_heads, bool ca
     if (batch.has_key_mask())
       for (n_keys = seq_len; n_keys > 0 && !batch.key_valid(b, n_keys - 1);) --n_keys;
     auto out = ctx.block(row0, h * d_head, seq_len, d_head);
-    out.setZero();
-    if (n_keys == 0) return;
+    if (n_keys == 0) {
+      out.setZero();
+      return;
+    }
     const auto q = qkv.block(row0, h * d_head, seq_len, d_head);
     const auto k = qkv.block(row0, d_model + h * d_head, n_keys, d_head);
     const auto v = qkv.block(row0, 2 * d_model + h * d_head, n_keys, d_head);
@@ -49,10 +51,9 @@ void attention(ConstMatrixRef<T> qkv, const Batch& batch, Index n_heads, bool ca
     const Index ld = buffer.outerStride();
     auto kt = buffer.block(seq_len, 0, d_head, n_keys);  // K^T (d_head, n_keys)
     kt = k.transpose();
-    auto s = buffer.block(0, 0, seq_len, n_keys);  // (seq_len, n_keys)
-    s.setZero();
+    auto s = buffer.block(0, 0, seq_len, n_keys);  // (seq_len, n_keys), written from zero
     detail::small_gemm<T>(seq_len, d_head, q.data(), qkv.outerStride(), kt.data(), ld, s.data(), ld,
-                          0, n_keys, none);
+                          GemmStart<T>{}, 0, n_keys, none);
     for (Index i = 0; i < seq_len; ++i) {
       auto row = s.row(i);
       if (batch.has_key_mask()) {
@@ -71,7 +72,7 @@ void attention(ConstMatrixRef<T> qkv, const Batch& batch, Index n_heads, bool ca
       }
     }
     detail::small_gemm<T>(seq_len, n_keys, s.data(), ld, v.data(), qkv.outerStride(), out.data(),
-                          ctx.outerStride(), 0, d_head, none);
+                          ctx.outerStride(), GemmStart<T>{}, 0, d_head, none);
   });
 }
 

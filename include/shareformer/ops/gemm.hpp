@@ -10,6 +10,7 @@
 #include <Eigen/Core>
 #include <cassert>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace shareformer::ops {
@@ -54,9 +55,16 @@ class GemmScratch {
   void reserve_threads(int n) {
     if (static_cast<int>(threads_.size()) < n) threads_.resize(static_cast<std::size_t>(n));
   }
+  /// A buffer of at least `size` bfloat16s (the rounded activations of a bfloat16 product), grown
+  /// to the largest size asked for and kept.
+  Eigen::bfloat16* bf16_rows(Index size) {
+    if (static_cast<Index>(bf16_rows_.size()) < size) bf16_rows_.resize(static_cast<std::size_t>(size));
+    return bf16_rows_.data();
+  }
 
  private:
   std::vector<GemmBlocking<T>> threads_;
+  std::vector<Eigen::bfloat16, Eigen::aligned_allocator<Eigen::bfloat16>> bf16_rows_;
 };
 
 namespace detail {
@@ -106,16 +114,33 @@ struct NoEpilogue {
 
 namespace detail {
 
-/// gemm_accumulate through the small_gemm kernel: each thread streams its own columns of b (the
+/// gemm_into through the small_gemm kernel: each thread streams its own columns of b (the
 /// weights) in place. b is a row-major matrix of T or (T = float) of bfloat16.
 template <typename T, typename BMatrix, typename Epilogue>
-void gemm_small_path(ConstMatrixRef<T> a, const BMatrix& b, MatrixRef<T> c, int threads,
-                     Epilogue&& epilogue) {
+void gemm_small_path(ConstMatrixRef<T> a, const BMatrix& b, GemmStart<T> start, MatrixRef<T> c,
+                     int threads, Epilogue&& epilogue) {
   const Index m = a.rows(), n = b.cols(), k = a.cols();
   shareformer::detail::parallel_chunks(n, small_gemm_panel<T>, threads, [&](Index begin, Index end, int) {
     small_gemm<T>(m, k, a.data(), a.outerStride(), b.data(), b.outerStride(), c.data(),
-                  c.outerStride(), begin, end,
+                  c.outerStride(), start, begin, end,
                   [&](Index col, Index cols) { epilogue(Index(0), m, col, cols); });
+  });
+}
+
+/// c = start, rows split over threads like the element-wise ops: the starting value for the
+/// kernels that accumulate onto c (Eigen's GEBP, OpenBLAS). Nothing to do when start is c itself.
+template <typename T>
+void materialize_start(GemmStart<T> start, MatrixRef<T> c, int threads) {
+  if (start.c0 == c.data() && start.ld == c.outerStride() && start.bias == nullptr) return;
+  shareformer::detail::parallel_rows(c.rows(), c.cols(), threads, [&](Index begin, Index end) {
+    for (Index r = begin; r < end; ++r) {
+      auto row = c.row(r);
+      if (start.c0 == nullptr)
+        row.setZero();
+      else if (start.c0 != c.data())
+        row = Eigen::Map<const RowVector<T>>(start.c0 + r * start.ld, c.cols());
+      if (start.bias != nullptr) row += Eigen::Map<const RowVector<T>>(start.bias, c.cols());
+    }
   });
 }
 
@@ -149,45 +174,58 @@ void gemm_blocked_path(ConstMatrixRef<T> a, ConstMatrixRef<T> b, MatrixRef<T> c,
 
 }  // namespace detail
 
-/// c += a * b. a (m, k), b (k, n), c (m, n), all row-major with any outer stride. Splits the
-/// columns of c (or its rows, when there are many) over `threads` threads; scratch keeps each
+/// c = start + a * b. a (m, k), b (k, n), c (m, n), all row-major with any outer stride; start
+/// (see GemmStart) is c itself, another (m, n) matrix or zero, plus an optional bias row. Splits
+/// the columns of c (or its rows, when there are many) over `threads` threads; scratch keeps each
 /// thread's packing buffers. epilogue(row, rows, col, cols) is called once on every block of c
 /// when that block is final, by the thread that computed it (e.g. to apply an activation).
 template <typename T, typename Epilogue = NoEpilogue>
-void gemm_accumulate(ConstMatrixRef<T> a, ConstMatrixRef<T> b, MatrixRef<T> c, int threads,
-                     GemmScratch<T>& scratch, Epilogue&& epilogue = {}) {
+void gemm_into(ConstMatrixRef<T> a, ConstMatrixRef<T> b, GemmStart<T> start, MatrixRef<T> c,
+               int threads, GemmScratch<T>& scratch, Epilogue&& epilogue = {}) {
   assert(a.cols() == b.rows() && c.rows() == a.rows() && c.cols() == b.cols());
-  if (a.rows() <= small_gemm_max_rows)
-    detail::gemm_small_path<T>(a, b, c, threads, epilogue);
-  else
+  if (a.rows() <= small_gemm_max_rows) {
+    detail::gemm_small_path<T>(a, b, start, c, threads, epilogue);
+  } else {
+    detail::materialize_start<T>(start, c, threads);
     detail::gemm_blocked_path<T>(a, b, c, threads, scratch, epilogue);
+  }
 }
 
-/// c += a * b with b's elements stored as bfloat16 (half the bytes of float): read in place by the
-/// small_gemm kernel and widened exactly to float, so the result is the float product with the
-/// weights b holds. For inputs with few rows, where streaming the weights is what takes the time.
+/// c = start + a * b with b's elements stored as bfloat16 (half the bytes of float): read in place
+/// by the small_gemm kernel and widened exactly to float, so the result is the float product with
+/// the weights b holds. For inputs with few rows, where streaming the weights is what takes the time.
 template <typename T, typename Epilogue = NoEpilogue, typename B,
           std::enable_if_t<std::is_same_v<B, RowMatrix<Eigen::bfloat16>>, int> = 0>
-void gemm_accumulate(ConstMatrixRef<T> a, const B& b, MatrixRef<T> c,
-                     int threads, GemmScratch<T>& /*unused: this path packs nothing*/,
-                     Epilogue&& epilogue = {}) {
+void gemm_into(ConstMatrixRef<T> a, const B& b, GemmStart<T> start, MatrixRef<T> c, int threads,
+               GemmScratch<T>& /*unused: this path packs nothing*/, Epilogue&& epilogue = {}) {
   static_assert(std::is_same_v<T, float>, "bfloat16 weights multiply float activations");
   assert(a.cols() == b.rows() && c.rows() == a.rows() && c.cols() == b.cols());
-  detail::gemm_small_path<T>(a, b, c, threads, epilogue);
+  detail::gemm_small_path<T>(a, b, start, c, threads, epilogue);
 }
 
-/// c += a * b with b packed (PackedMatrix, elements T or, for T = float, bfloat16): the small_gemm
-/// kernel streams each panel once, whatever the number of rows. Each thread takes whole panels.
+/// c = start + a * b with b packed (PackedMatrix, elements T or, for T = float, bfloat16): the
+/// small_gemm kernel streams each panel once, whatever the number of rows. Each thread takes whole
+/// panels.
 template <typename T, typename Epilogue = NoEpilogue, typename B>
-void gemm_accumulate(ConstMatrixRef<T> a, const PackedMatrix<T, B>& b, MatrixRef<T> c, int threads,
-                     GemmScratch<T>& /*unused: b is packed already*/, Epilogue&& epilogue = {}) {
+void gemm_into(ConstMatrixRef<T> a, const PackedMatrix<T, B>& b, GemmStart<T> start, MatrixRef<T> c,
+               int threads, GemmScratch<T>& /*unused: b is packed already*/,
+               Epilogue&& epilogue = {}) {
   assert(a.cols() == b.rows() && c.rows() == a.rows() && c.cols() == b.cols());
   const Index m = a.rows(), n = b.cols(), k = a.cols();
   shareformer::detail::parallel_chunks(n, detail::small_gemm_panel<T>, threads,
                                        [&](Index begin, Index end, int) {
     detail::packed_gemm<T>(m, k, a.data(), a.outerStride(), b.data(), n, c.data(), c.outerStride(),
-                           begin, end, [&](Index col, Index cols) { epilogue(Index(0), m, col, cols); });
+                           start, begin, end,
+                           [&](Index col, Index cols) { epilogue(Index(0), m, col, cols); });
   });
+}
+
+/// c += a * b for any b gemm_into takes (a row-major matrix of T, of bfloat16, or a PackedMatrix).
+template <typename T, typename Epilogue = NoEpilogue, typename B>
+void gemm_accumulate(ConstMatrixRef<T> a, const B& b, MatrixRef<T> c, int threads,
+                     GemmScratch<T>& scratch, Epilogue&& epilogue = {}) {
+  gemm_into<T>(a, b, GemmStart<T>{c.data(), c.outerStride(), nullptr}, c, threads, scratch,
+               std::forward<Epilogue>(epilogue));
 }
 
 /// c += a * b with temporary packing buffers (convenient, allocates).

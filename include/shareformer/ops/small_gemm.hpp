@@ -10,6 +10,32 @@
 #include <cstdint>
 #include <type_traits>
 
+namespace shareformer::ops {
+
+/// What the output of a product starts from: c = start + a * b, where start is c0 (a matrix of c's
+/// shape with leading dimension ld: c itself to accumulate, another matrix such as a residual, or
+/// null for zero) plus bias (one value per column, added to every row, or null). The kernels load
+/// it into their accumulators, so neither a bias nor a zero fill costs a pass over c of its own.
+/// c0 is either exactly c (same data and ld) or does not overlap it.
+template <typename T>
+struct GemmStart {
+  const T* c0 = nullptr;
+  Index ld = 0;
+  const T* bias = nullptr;
+
+  /// The start of the block of c whose top-left element is (row, col).
+  GemmStart at(Index row, Index col) const {
+    return {c0 == nullptr ? nullptr : c0 + row * ld + col, ld, bias == nullptr ? nullptr : bias + col};
+  }
+  /// Element (row, col) of the start.
+  T operator()(Index row, Index col) const {
+    const T base = c0 == nullptr ? T(0) : c0[row * ld + col];
+    return bias == nullptr ? base : (c0 == nullptr ? bias[col] : base + bias[col]);
+  }
+};
+
+}  // namespace shareformer::ops
+
 namespace shareformer::ops::detail {
 
 template <typename T>
@@ -56,20 +82,28 @@ EIGEN_ALWAYS_INLINE Packet<T> load_b(const B* p) {
 #endif
 inline constexpr Index small_gemm_prefetch_bytes = SHAREFORMER_SMALL_GEMM_PREFETCH_BYTES;
 
-/// c[0:MR, 0:NR*lanes] += a[0:MR, 0:k] * b[0:k, 0:NR*lanes], the accumulators held in registers for
-/// the whole k loop. Streams b row by row: each loaded packet of b serves MR rows. With Prefetch,
+/// c[0:MR, 0:NR*lanes] = start + a[0:MR, 0:k] * b[0:k, 0:NR*lanes] (start at the tile's origin),
+/// the accumulators held in registers for the whole k loop. Streams b row by row: each loaded packet of b serves MR rows. With Prefetch,
 /// b's rows must be contiguous (ldb = NR * lanes, a packed panel): the tile prefetches the bytes
 /// small_gemm_prefetch_bytes ahead of each row, so that a panel streamed from memory arrives in time.
 template <typename T, int MR, int NR, bool Prefetch, typename B>
 EIGEN_ALWAYS_INLINE void small_tile(Index k, const T* a, Index lda, const B* b, Index ldb, T* c,
-                                    Index ldc) {
+                                    Index ldc, GemmStart<T> start) {
   using Eigen::internal::pmadd;
   using P = Packet<T>;
   constexpr int lanes = packet_size<T>;
   constexpr int row_bytes = NR * lanes * static_cast<int>(sizeof(B));
   P acc[MR][NR];
   for (int i = 0; i < MR; ++i)
-    for (int j = 0; j < NR; ++j) acc[i][j] = Eigen::internal::ploadu<P>(c + i * ldc + j * lanes);
+    for (int j = 0; j < NR; ++j)
+      acc[i][j] = start.c0 != nullptr ? Eigen::internal::ploadu<P>(start.c0 + i * start.ld + j * lanes)
+                                      : Eigen::internal::pset1<P>(T(0));
+  if (start.bias != nullptr)
+    for (int j = 0; j < NR; ++j) {
+      const P bias = Eigen::internal::ploadu<P>(start.bias + j * lanes);
+      for (int i = 0; i < MR; ++i)
+        acc[i][j] = start.c0 != nullptr ? Eigen::internal::padd(acc[i][j], bias) : bias;
+    }
   for (Index p = 0; p < k; ++p) {
     if constexpr (Prefetch) {
       // Integer arithmetic: the address may lie past the end of b, where pointer arithmetic would
@@ -95,16 +129,17 @@ EIGEN_ALWAYS_INLINE void small_tile(Index k, const T* a, Index lda, const B* b, 
 
 /// The last `rows` (< small_gemm_rows) rows of a panel: one tile of exactly that height.
 template <typename T, int NR, bool Prefetch, typename B>
-void small_tail(Index rows, Index k, const T* a, Index lda, const B* b, Index ldb, T* c, Index ldc) {
+void small_tail(Index rows, Index k, const T* a, Index lda, const B* b, Index ldb, T* c, Index ldc,
+                GemmStart<T> start) {
   constexpr int mr = small_gemm_rows;
   switch (rows) {
-    case 7: if constexpr (mr > 7) small_tile<T, 7, NR, Prefetch>(k, a, lda, b, ldb, c, ldc); break;
-    case 6: if constexpr (mr > 6) small_tile<T, 6, NR, Prefetch>(k, a, lda, b, ldb, c, ldc); break;
-    case 5: if constexpr (mr > 5) small_tile<T, 5, NR, Prefetch>(k, a, lda, b, ldb, c, ldc); break;
-    case 4: if constexpr (mr > 4) small_tile<T, 4, NR, Prefetch>(k, a, lda, b, ldb, c, ldc); break;
-    case 3: small_tile<T, 3, NR, Prefetch>(k, a, lda, b, ldb, c, ldc); break;
-    case 2: small_tile<T, 2, NR, Prefetch>(k, a, lda, b, ldb, c, ldc); break;
-    case 1: small_tile<T, 1, NR, Prefetch>(k, a, lda, b, ldb, c, ldc); break;
+    case 7: if constexpr (mr > 7) small_tile<T, 7, NR, Prefetch>(k, a, lda, b, ldb, c, ldc, start); break;
+    case 6: if constexpr (mr > 6) small_tile<T, 6, NR, Prefetch>(k, a, lda, b, ldb, c, ldc, start); break;
+    case 5: if constexpr (mr > 5) small_tile<T, 5, NR, Prefetch>(k, a, lda, b, ldb, c, ldc, start); break;
+    case 4: if constexpr (mr > 4) small_tile<T, 4, NR, Prefetch>(k, a, lda, b, ldb, c, ldc, start); break;
+    case 3: small_tile<T, 3, NR, Prefetch>(k, a, lda, b, ldb, c, ldc, start); break;
+    case 2: small_tile<T, 2, NR, Prefetch>(k, a, lda, b, ldb, c, ldc, start); break;
+    case 1: small_tile<T, 1, NR, Prefetch>(k, a, lda, b, ldb, c, ldc, start); break;
     default: break;
   }
 }
@@ -113,14 +148,15 @@ void small_tail(Index rows, Index k, const T* a, Index lda, const B* b, Index ld
 /// packets. With Prefetch (a packed panel) the first tile, which reads the panel from memory,
 /// prefetches ahead; the later ones find it in cache.
 template <typename T, int NR, bool Prefetch, typename B>
-void small_panel(Index m, Index k, const T* a, Index lda, const B* b, Index ldb, T* c, Index ldc) {
+void small_panel(Index m, Index k, const T* a, Index lda, const B* b, Index ldb, T* c, Index ldc,
+                 GemmStart<T> start) {
   constexpr int mr = small_gemm_rows;
-  if (m < mr) return small_tail<T, NR, Prefetch>(m, k, a, lda, b, ldb, c, ldc);
-  small_tile<T, mr, NR, Prefetch>(k, a, lda, b, ldb, c, ldc);
+  if (m < mr) return small_tail<T, NR, Prefetch>(m, k, a, lda, b, ldb, c, ldc, start);
+  small_tile<T, mr, NR, Prefetch>(k, a, lda, b, ldb, c, ldc, start);
   Index i = mr;
   for (; i + mr <= m; i += mr)
-    small_tile<T, mr, NR, false>(k, a + i * lda, lda, b, ldb, c + i * ldc, ldc);
-  small_tail<T, NR, false>(m - i, k, a + i * lda, lda, b, ldb, c + i * ldc, ldc);
+    small_tile<T, mr, NR, false>(k, a + i * lda, lda, b, ldb, c + i * ldc, ldc, start.at(i, 0));
+  small_tail<T, NR, false>(m - i, k, a + i * lda, lda, b, ldb, c + i * ldc, ldc, start.at(i, 0));
 }
 
 /// Depth of one pass over k: a (kc x 3 packets) block of b stays in L1 while every row tile of c
@@ -134,48 +170,60 @@ inline constexpr Index small_gemm_kc = SHAREFORMER_SMALL_GEMM_KC;
 template <typename T>
 inline constexpr Index small_gemm_panel = Index{small_gemm_packets} * packet_size<T>;
 
-/// c[i, col] += sum_p a[i, p] * b(p, col - first) for one panel of `cols` scalar columns (fewer than
-/// a packet) of b with element (p, j) at b[p * ldb + j].
+/// c[i, col] = start(i, col) + sum_p a[i, p] * b(p, col - first) for one panel of `cols` scalar
+/// columns (fewer than a packet) of b with element (p, j) at b[p * ldb + j].
 template <typename T, typename B>
 void scalar_columns(Index m, Index k, const T* a, Index lda, const B* b, Index ldb, T* c, Index ldc,
-                    Index first, Index cols) {
+                    Index first, Index cols, GemmStart<T> start) {
   for (Index col = 0; col < cols; ++col)
     for (Index i = 0; i < m; ++i) {
-      T acc = c[i * ldc + first + col];
+      T acc = start(i, first + col);
       for (Index p = 0; p < k; ++p) acc += a[i * lda + p] * static_cast<T>(b[p * ldb + col]);
       c[i * ldc + first + col] = acc;
     }
 }
 
-/// c (m, n) += a (m, k) * b (k, n) for columns [col_begin, col_end) of b and c, all row-major;
-/// b holds T or (T = float) bfloat16, widened to T as it is read.
-/// k goes in passes of small_gemm_kc; within a pass, columns go in panels of 3 packets, then 1
-/// packet, then one scalar column at a time. After the last pass over a panel,
-/// epilogue(first column, columns) runs on it while it is still in cache.
+/// c = start for columns [col_begin, col_end) of m rows: what a product over k = 0 leaves.
+template <typename T>
+void write_start(Index m, T* c, Index ldc, GemmStart<T> start, Index col_begin, Index col_end) {
+  for (Index i = 0; i < m; ++i)
+    for (Index j = col_begin; j < col_end; ++j) c[i * ldc + j] = start(i, j);
+}
+
+/// c (m, n) = start + a (m, k) * b (k, n) for columns [col_begin, col_end) of b and c, all
+/// row-major; b holds T or (T = float) bfloat16, widened to T as it is read.
+/// k goes in passes of small_gemm_kc (the first starting from `start`, the others from c); within
+/// a pass, columns go in panels of 3 packets, then 1 packet, then one scalar column at a time.
+/// After the last pass over a panel, epilogue(first column, columns) runs on it while it is still
+/// in cache.
 template <typename T, typename B, typename Epilogue>
 void small_gemm(Index m, Index k, const T* a, Index lda, const B* b, Index ldb, T* c, Index ldc,
-                Index col_begin, Index col_end, Epilogue&& epilogue) {
+                GemmStart<T> start, Index col_begin, Index col_end, Epilogue&& epilogue) {
   constexpr Index lanes = packet_size<T>;
   constexpr Index panel = small_gemm_panel<T>;
   for (Index k0 = 0; k0 < k; k0 += small_gemm_kc) {
     const Index kc = std::min(small_gemm_kc, k - k0);
     const bool last = k0 + kc == k;
+    const GemmStart<T> from = k0 == 0 ? start : GemmStart<T>{c, ldc, nullptr};
     const T* ak = a + k0;
     const B* bk = b + k0 * ldb;
     Index j = col_begin;
     for (; j + panel <= col_end; j += panel) {
-      small_panel<T, small_gemm_packets, false>(m, kc, ak, lda, bk + j, ldb, c + j, ldc);
+      small_panel<T, small_gemm_packets, false>(m, kc, ak, lda, bk + j, ldb, c + j, ldc, from.at(0, j));
       if (last) epilogue(j, panel);
     }
     for (; j + lanes <= col_end; j += lanes) {
-      small_panel<T, 1, false>(m, kc, ak, lda, bk + j, ldb, c + j, ldc);
+      small_panel<T, 1, false>(m, kc, ak, lda, bk + j, ldb, c + j, ldc, from.at(0, j));
       if (last) epilogue(j, lanes);
     }
     if (j == col_end) continue;
-    scalar_columns<T>(m, kc, ak, lda, bk + j, ldb, c, ldc, j, col_end - j);
+    scalar_columns<T>(m, kc, ak, lda, bk + j, ldb, c, ldc, j, col_end - j, from);
     if (last) epilogue(j, col_end - j);
   }
-  if (k == 0) epilogue(col_begin, col_end - col_begin);
+  if (k == 0) {
+    write_start(m, c, ldc, start, col_begin, col_end);
+    epilogue(col_begin, col_end - col_begin);
+  }
 }
 
 /// Width of the panel of a packed (k, n) matrix that starts at column j: a full panel while one
@@ -197,26 +245,31 @@ constexpr Index packed_panel_width(Index j, Index n) {
 #endif
 inline constexpr Index packed_gemm_kc = SHAREFORMER_PACKED_GEMM_KC;
 
-/// c (m, n) += a (m, k) * b (k, n) for columns [col_begin, col_end), b packed panel by panel
-/// (see PackedMatrix): the panel starting at column j holds its k rows contiguously from
+/// c (m, n) = start + a (m, k) * b (k, n) for columns [col_begin, col_end), b packed panel by
+/// panel (see PackedMatrix): the panel starting at column j holds its k rows contiguously from
 /// packed[j * k]. col_begin must start a panel and col_end end one. Each panel is streamed in
-/// order, in passes of packed_gemm_kc rows, the first row tile prefetching ahead;
-/// epilogue(first column, columns) runs on it as soon as it is done.
+/// order, in passes of packed_gemm_kc rows (the first starting from `start`, the others from c),
+/// the first row tile prefetching ahead; epilogue(first column, columns) runs on it as soon as it
+/// is done.
 template <typename T, typename B, typename Epilogue>
 void packed_gemm(Index m, Index k, const T* a, Index lda, const B* packed, Index n, T* c, Index ldc,
-                 Index col_begin, Index col_end, Epilogue&& epilogue) {
+                 GemmStart<T> start, Index col_begin, Index col_end, Epilogue&& epilogue) {
   for (Index j = col_begin; j < col_end;) {
     const Index w = packed_panel_width<T>(j, n);
     const B* panel = packed + j * k;
-    if (w < packet_size<T>) {
-      scalar_columns<T>(m, k, a, lda, panel, w, c, ldc, j, w);
+    if (k == 0) {
+      write_start(m, c, ldc, start, j, j + w);
+    } else if (w < packet_size<T>) {
+      scalar_columns<T>(m, k, a, lda, panel, w, c, ldc, j, w, start);
     } else {
       for (Index k0 = 0; k0 < k; k0 += packed_gemm_kc) {
         const Index kc = std::min(packed_gemm_kc, k - k0);
+        const GemmStart<T> from = (k0 == 0 ? start : GemmStart<T>{c, ldc, nullptr}).at(0, j);
         if (w == small_gemm_panel<T>)
-          small_panel<T, small_gemm_packets, true>(m, kc, a + k0, lda, panel + k0 * w, w, c + j, ldc);
+          small_panel<T, small_gemm_packets, true>(m, kc, a + k0, lda, panel + k0 * w, w, c + j, ldc,
+                                                  from);
         else
-          small_panel<T, 1, true>(m, kc, a + k0, lda, panel + k0 * w, w, c + j, ldc);
+          small_panel<T, 1, true>(m, kc, a + k0, lda, panel + k0 * w, w, c + j, ldc, from);
       }
     }
     epilogue(j, w);
