@@ -74,7 +74,7 @@ class Linear {
   /// use_bf16_products. float only.
   void use_bf16_weights() {
     static_assert(std::is_same_v<T, float>, "bfloat16 weights are for float models");
-    weight_ = weight_.unaryExpr([](T w) { return static_cast<T>(Eigen::bfloat16(w)); });
+    round_weight_to_bf16();
     packed_bf16_ = ops::PackedMatrix<T, Eigen::bfloat16>(weight_);
     if (has_packed_weights()) pack_weights();
     packed_dot_ = {};
@@ -91,7 +91,7 @@ class Linear {
   /// (pack_weights or use_bf16_weights afterwards end this mode). float only.
   void use_bf16_products() {
     static_assert(std::is_same_v<T, float>, "bfloat16 products are for float models");
-    weight_ = weight_.unaryExpr([](T w) { return static_cast<T>(Eigen::bfloat16(w)); });
+    round_weight_to_bf16();
     packed_dot_ = ops::Bf16PairMatrix(weight_);
     packed_ = {};
     packed_bf16_ = {};
@@ -154,6 +154,11 @@ class Linear {
     }
     if (!packed_.empty() && x.rows() <= ops::small_gemm_max_rows) return f(packed_);
     f(weight_);
+  }
+
+  // Rounds the weight to the nearest bfloat16 (ties to even), kept in T.
+  void round_weight_to_bf16() {
+    weight_ = weight_.unaryExpr([](T w) { return static_cast<T>(Eigen::bfloat16(w)); });
   }
 
   static Index check(Index n, const char* what) {

@@ -139,15 +139,7 @@ EIGEN_ALWAYS_INLINE void dot_tile(Index pairs, const Eigen::bfloat16* a, Index l
   }
   for (Index q = 0; q < pairs; ++q) {
     const Eigen::bfloat16* row = b + q * ldb;
-    if constexpr (Prefetch) {
-      const auto ahead = reinterpret_cast<std::uintptr_t>(row) +
-                         static_cast<std::uintptr_t>(small_gemm_prefetch_bytes);
-      for (int off = 0; off < NR * 64; off += 64) {
-        // NOLINTNEXTLINE(performance-no-int-to-ptr): the address is only prefetched, never read.
-        _mm_prefetch(reinterpret_cast<const char*>(ahead + static_cast<std::uintptr_t>(off)),
-                     _MM_HINT_T0);
-      }
-    }
+    if constexpr (Prefetch) prefetch_ahead(row, NR * 64);
     __m512bh bv[NR];
     for (int j = 0; j < NR; ++j) {
       const __m512i bits = _mm512_loadu_si512(row + 32 * j);

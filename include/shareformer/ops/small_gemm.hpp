@@ -82,6 +82,19 @@ EIGEN_ALWAYS_INLINE Packet<T> load_b(const B* p) {
 #endif
 inline constexpr Index small_gemm_prefetch_bytes = SHAREFORMER_SMALL_GEMM_PREFETCH_BYTES;
 
+/// Prefetches the `bytes` bytes (a multiple of 64) that lie small_gemm_prefetch_bytes past `row`.
+/// Integer arithmetic: the address may lie past the end of the array, where pointer arithmetic
+/// would be undefined; a prefetch of any address is harmless.
+EIGEN_ALWAYS_INLINE void prefetch_ahead(const void* row, int bytes) {
+  const auto ahead = reinterpret_cast<std::uintptr_t>(row) +
+                     static_cast<std::uintptr_t>(small_gemm_prefetch_bytes);
+  for (int off = 0; off < bytes; off += 64) {
+    const auto line = ahead + static_cast<std::uintptr_t>(off);
+    // NOLINTNEXTLINE(performance-no-int-to-ptr): the address is only prefetched, never read.
+    Eigen::internal::prefetch(reinterpret_cast<const char*>(line));
+  }
+}
+
 /// c[0:MR, 0:NR*lanes] = start + a[0:MR, 0:k] * b[0:k, 0:NR*lanes] (start at the tile's origin),
 /// the accumulators held in registers for the whole k loop. Streams b row by row: each loaded packet of b serves MR rows. With Prefetch,
 /// b's rows must be contiguous (ldb = NR * lanes, a packed panel): the tile prefetches the bytes
@@ -105,17 +118,7 @@ EIGEN_ALWAYS_INLINE void small_tile(Index k, const T* a, Index lda, const B* b, 
         acc[i][j] = start.c0 != nullptr ? Eigen::internal::padd(acc[i][j], bias) : bias;
     }
   for (Index p = 0; p < k; ++p) {
-    if constexpr (Prefetch) {
-      // Integer arithmetic: the address may lie past the end of b, where pointer arithmetic would
-      // be undefined; a prefetch of any address is harmless.
-      const auto ahead = reinterpret_cast<std::uintptr_t>(b + p * ldb) +
-                         static_cast<std::uintptr_t>(small_gemm_prefetch_bytes);
-      for (int off = 0; off < row_bytes; off += 64) {
-        const auto line = ahead + static_cast<std::uintptr_t>(off);
-        // NOLINTNEXTLINE(performance-no-int-to-ptr): the address is only prefetched, never read.
-        Eigen::internal::prefetch(reinterpret_cast<const char*>(line));
-      }
-    }
+    if constexpr (Prefetch) prefetch_ahead(b + p * ldb, row_bytes);
     P bv[NR];
     for (int j = 0; j < NR; ++j) bv[j] = load_b<T>(b + p * ldb + j * lanes);
     for (int i = 0; i < MR; ++i) {
