@@ -11,12 +11,14 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <iostream>
 #include <limits>
 #include <random>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 namespace sf = shareformer;
@@ -70,6 +72,45 @@ TEST(Bf16Dot, LayoutPairsRowsWithinPanels) {
         j += w;
       }
     }
+  }
+}
+
+TEST(Bf16Dot, EachPassPrefetchesTheBlockTheNextPassReads) {
+  // As for PackedMatrix (test_packed): from the documented layout, the passes in the order the
+  // kernel makes them, and what each one prefetches within a range of panels.
+  const Index pass = sf::ops::detail::packed_gemm_kc / 2, cols = 48 * 2 + 16 + 5;
+  struct Block {
+    Index panel, pair;
+    const Eigen::bfloat16* first;
+    Index bytes;
+  };
+  for (Index rows : {Index(1), Index(3), 2 * pass, 2 * pass + 32, 4 * pass + 101}) {
+    const sf::ops::Bf16PairMatrix b(random_matrix<float>(rows, cols, 7));
+    const Index pairs = b.pairs();
+    std::vector<Block> order;
+    for (Index j : {Index(0), Index(48), Index(96), Index(112)}) {
+      const Index padded_width = j < 96 ? 48 : 16;
+      for (Index q0 = 0; q0 < pairs; q0 += pass)
+        order.push_back({j, q0, b.data() + j * pairs * 2 + q0 * 2 * padded_width,
+                         std::min(pass, pairs - q0) * 2 * padded_width * 2});
+    }
+    for (const auto& [begin, end] :
+         std::vector<std::pair<Index, Index>>{{0, cols}, {0, 48}, {48, 112}, {96, cols}})
+      for (std::size_t i = 0; i < order.size(); ++i) {
+        if (order[i].panel < begin || order[i].panel >= end) continue;
+        const sf::ops::detail::NextBlock next =
+            sf::ops::detail::next_pair_block(b, order[i].panel, order[i].pair, pass, end);
+        const std::string where = "rows " + std::to_string(rows) + ", columns [" +
+                                  std::to_string(begin) + ", " + std::to_string(end) + "), block " +
+                                  std::to_string(i);
+        if (i + 1 < order.size() && order[i + 1].panel < end) {
+          EXPECT_EQ(next.first, static_cast<const void*>(order[i + 1].first)) << where;
+          EXPECT_EQ(next.bytes, order[i + 1].bytes) << where;
+        } else {
+          EXPECT_EQ(next.first, nullptr) << where << ": the range's last pass prefetches nothing";
+          EXPECT_EQ(next.bytes, 0) << where;
+        }
+      }
   }
 }
 

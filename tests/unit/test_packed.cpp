@@ -8,11 +8,13 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <string>
 #include <random>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 namespace sf = shareformer;
@@ -57,6 +59,74 @@ TYPED_TEST(Packed, LayoutIsPanelByPanel) {
         }
       j += w;
     }
+  }
+}
+
+TEST(PackedPrefetch, RowTilesShareTheNextBlockOutExactly) {
+  // Every cache line of the block, each by exactly one tile, in order, in shares that differ by
+  // at most one line.
+  alignas(64) static const char block[64 * 100] = {};
+  for (Index bytes : {Index(0), Index(64), Index(64 * 7), Index(64 * 100), Index(64 * 100 - 5)})
+    for (Index tiles = 1; tiles <= 9; ++tiles) {
+      const char* expected = block;
+      Index total = 0;
+      for (Index t = 0; t < tiles; ++t) {
+        const sf::ops::detail::PrefetchLines share =
+            sf::ops::detail::prefetch_share(block, bytes, t, tiles);
+        const std::string where = std::to_string(bytes) + " bytes, tile " + std::to_string(t) +
+                                  " of " + std::to_string(tiles);
+        EXPECT_EQ(static_cast<const char*>(share.first), expected) << where;
+        EXPECT_GE(share.lines, bytes / 64 / tiles) << where;
+        EXPECT_LE(share.lines, bytes / 64 / tiles + 1) << where;
+        expected += 64 * share.lines;
+        total += share.lines;
+      }
+      EXPECT_EQ(total, bytes / 64) << bytes << " bytes, " << tiles << " tiles";
+    }
+  EXPECT_EQ(sf::ops::detail::prefetch_share(nullptr, 6400, 0, 1).lines, 0);
+}
+
+TYPED_TEST(Packed, EachPassPrefetchesTheBlockTheNextPassReads) {
+  using T = TypeParam;
+  const Index lanes = sf::ops::detail::packet_size<T>;
+  const Index kc = sf::ops::detail::packed_gemm_kc;
+  // Two full panels, a single packet, and fewer columns than a packet.
+  const Index cols = 2 * 3 * lanes + lanes + (lanes - 1);
+  struct Block {
+    Index panel, depth;  // first column and first row of the block
+    const T* first;
+    Index bytes;
+  };
+  for (Index k : {Index(1), Index(5), kc, kc + 32, 2 * kc + 64}) {
+    const sf::ops::PackedMatrix<T> packed(random_matrix<T>(k, cols, 6));
+    // The passes in the order packed_gemm makes them, from the documented layout: panel by panel
+    // (each panel's rows contiguous from data() + j * k), within a panel kc rows at a time.
+    std::vector<Block> order;
+    for (Index j = 0; j < cols;) {
+      const Index w = cols - j >= 3 * lanes ? 3 * lanes : (cols - j >= lanes ? lanes : cols - j);
+      for (Index k0 = 0; k0 < k; k0 += kc)
+        order.push_back({j, k0, packed.data() + j * k + k0 * w,
+                         std::min(kc, k - k0) * w * Index{sizeof(T)}});
+      j += w;
+    }
+    // Ranges of columns a thread may take: whole panels.
+    for (const auto& [begin, end] : std::vector<std::pair<Index, Index>>{
+             {0, cols}, {0, 3 * lanes}, {3 * lanes, cols}, {6 * lanes, 7 * lanes}})
+      for (std::size_t b = 0; b < order.size(); ++b) {
+        const Index w = std::min(cols - order[b].panel, 3 * lanes);
+        if (order[b].panel < begin || order[b].panel >= end || w < lanes) continue;
+        const sf::ops::detail::NextBlock next = sf::ops::detail::next_packed_block<T>(
+            packed.data(), k, cols, order[b].panel, order[b].depth, end);
+        const std::string where = "k " + std::to_string(k) + ", columns [" + std::to_string(begin) +
+                                  ", " + std::to_string(end) + "), block " + std::to_string(b);
+        if (b + 1 < order.size() && order[b + 1].panel < end) {
+          EXPECT_EQ(next.first, static_cast<const void*>(order[b + 1].first)) << where;
+          EXPECT_EQ(next.bytes, order[b + 1].bytes) << where;
+        } else {
+          EXPECT_EQ(next.first, nullptr) << where << ": the range's last pass prefetches nothing";
+          EXPECT_EQ(next.bytes, 0) << where;
+        }
+      }
   }
 }
 

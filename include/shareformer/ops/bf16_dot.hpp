@@ -114,15 +114,33 @@ inline void round_rows_to_bf16(ConstMatrixRef<float> a, Index pairs, Eigen::bflo
   });
 }
 
+/// The block of b that the pass after (panel j, pairs from q0) reads, passes being `pass` pairs
+/// deep: the next pass over the same panel, else the first pass over the next panel before
+/// col_end, else none (as next_packed_block for PackedMatrix).
+inline NextBlock next_pair_block(const Bf16PairMatrix& b, Index j, Index q0, Index pass,
+                                 Index col_end) {
+  const Index pairs = b.pairs(), w = b.panel_width(j);
+  const auto bytes = [&](Index width, Index rows) {
+    return rows * 2 * Bf16PairMatrix::padded(width) * Index{sizeof(Eigen::bfloat16)};
+  };
+  const Index q1 = q0 + pass;
+  if (q1 < pairs)
+    return {b.data() + j * pairs * 2 + q1 * 2 * Bf16PairMatrix::padded(w),
+            bytes(w, std::min(pass, pairs - q1))};
+  if (j + w >= col_end) return {};
+  return {b.data() + (j + w) * pairs * 2, bytes(b.panel_width(j + w), std::min(pass, pairs))};
+}
+
 #if SHAREFORMER_HAS_BF16_DOT
 /// c[0:MR, 0:NR*16] = start + a b over `pairs` row pairs of one panel: a holds MR rows of bfloat16
 /// activations (row stride lda, pairs read as one 32-bit word), b the panel's pairs (stride
 /// 2 * panel storage width per pair). The last packet of each row loads and stores only the
-/// columns in `last` (a partial panel). With Prefetch, prefetches small_gemm_prefetch_bytes ahead.
+/// columns in `last` (a partial panel). With Prefetch, prefetches small_gemm_prefetch_bytes ahead;
+/// spread over its steps, it prefetches `next` (see small_tile).
 template <int MR, int NR, bool Prefetch>
 EIGEN_ALWAYS_INLINE void dot_tile(Index pairs, const Eigen::bfloat16* a, Index lda,
                                   const Eigen::bfloat16* b, Index ldb, float* c, Index ldc,
-                                  GemmStart<float> start, __mmask16 last) {
+                                  GemmStart<float> start, __mmask16 last, PrefetchLines next) {
   __m512 acc[MR][NR];
   for (int j = 0; j < NR; ++j) {
     const __mmask16 mask = j == NR - 1 ? last : __mmask16(0xFFFF);
@@ -137,9 +155,11 @@ EIGEN_ALWAYS_INLINE void dot_tile(Index pairs, const Eigen::bfloat16* a, Index l
         acc[i][j] = _mm512_add_ps(_mm512_maskz_loadu_ps(mask, start.c0 + i * start.ld + 16 * j), bias);
     }
   }
+  SpreadPrefetch spread(next, pairs);
   for (Index q = 0; q < pairs; ++q) {
     const Eigen::bfloat16* row = b + q * ldb;
     if constexpr (Prefetch) prefetch_ahead(row, NR * 64);
+    spread.step();
     __m512bh bv[NR];
     for (int j = 0; j < NR; ++j) {
       const __m512i bits = _mm512_loadu_si512(row + 32 * j);
@@ -159,29 +179,35 @@ EIGEN_ALWAYS_INLINE void dot_tile(Index pairs, const Eigen::bfloat16* a, Index l
       _mm512_mask_storeu_ps(c + i * ldc + 16 * j, j == NR - 1 ? last : __mmask16(0xFFFF), acc[i][j]);
 }
 
-/// Rows [0, m) of one panel in tiles of 8 rows (the last smaller); the first tile prefetches.
+/// Rows [0, m) of one panel in tiles of 8 rows (the last smaller); the first tile prefetches ahead
+/// of itself, and every tile prefetches its share of `next` (see small_panel).
 template <int NR>
 void dot_panel(Index m, Index pairs, const Eigen::bfloat16* a, Index lda, const Eigen::bfloat16* b,
-               Index ldb, float* c, Index ldc, GemmStart<float> start, __mmask16 last) {
+               Index ldb, float* c, Index ldc, GemmStart<float> start, __mmask16 last,
+               NextBlock next) {
   constexpr int mr = 8;
-  Index i = 0;
-  for (; i + mr <= m; i += mr) {
+  const Index tiles = (m + mr - 1) / mr;
+  Index i = 0, tile = 0;
+  for (; i + mr <= m; i += mr, ++tile) {
+    const PrefetchLines share = prefetch_share(next.first, next.bytes, tile, tiles);
     if (i == 0)
-      dot_tile<mr, NR, true>(pairs, a, lda, b, ldb, c, ldc, start, last);
+      dot_tile<mr, NR, true>(pairs, a, lda, b, ldb, c, ldc, start, last, share);
     else
-      dot_tile<mr, NR, false>(pairs, a + i * lda, lda, b, ldb, c + i * ldc, ldc, start.at(i, 0), last);
+      dot_tile<mr, NR, false>(pairs, a + i * lda, lda, b, ldb, c + i * ldc, ldc, start.at(i, 0), last,
+                              share);
   }
   a += i * lda;
   c += i * ldc;
   start = start.at(i, 0);
+  const PrefetchLines share = prefetch_share(next.first, next.bytes, tile, tiles);
   switch (m - i) {
-    case 7: dot_tile<7, NR, false>(pairs, a, lda, b, ldb, c, ldc, start, last); break;
-    case 6: dot_tile<6, NR, false>(pairs, a, lda, b, ldb, c, ldc, start, last); break;
-    case 5: dot_tile<5, NR, false>(pairs, a, lda, b, ldb, c, ldc, start, last); break;
-    case 4: dot_tile<4, NR, false>(pairs, a, lda, b, ldb, c, ldc, start, last); break;
-    case 3: dot_tile<3, NR, false>(pairs, a, lda, b, ldb, c, ldc, start, last); break;
-    case 2: dot_tile<2, NR, false>(pairs, a, lda, b, ldb, c, ldc, start, last); break;
-    case 1: dot_tile<1, NR, false>(pairs, a, lda, b, ldb, c, ldc, start, last); break;
+    case 7: dot_tile<7, NR, false>(pairs, a, lda, b, ldb, c, ldc, start, last, share); break;
+    case 6: dot_tile<6, NR, false>(pairs, a, lda, b, ldb, c, ldc, start, last, share); break;
+    case 5: dot_tile<5, NR, false>(pairs, a, lda, b, ldb, c, ldc, start, last, share); break;
+    case 4: dot_tile<4, NR, false>(pairs, a, lda, b, ldb, c, ldc, start, last, share); break;
+    case 3: dot_tile<3, NR, false>(pairs, a, lda, b, ldb, c, ldc, start, last, share); break;
+    case 2: dot_tile<2, NR, false>(pairs, a, lda, b, ldb, c, ldc, start, last, share); break;
+    case 1: dot_tile<1, NR, false>(pairs, a, lda, b, ldb, c, ldc, start, last, share); break;
     default: break;
   }
 }
@@ -206,10 +232,11 @@ void bf16_dot_panels(Index m, const Eigen::bfloat16* abf, const Bf16PairMatrix& 
       for (Index q0 = 0; q0 < pairs; q0 += pass) {
         const Index qc = std::min(pass, pairs - q0);
         const GemmStart<float> from = (q0 == 0 ? start : GemmStart<float>{c, ldc, nullptr}).at(0, j);
+        const NextBlock next = next_pair_block(b, j, q0, pass, col_end);
         if (w == Bf16PairMatrix::full_panel)
-          dot_panel<3>(m, qc, abf + 2 * q0, lda, panel + q0 * ldb, ldb, c + j, ldc, from, last);
+          dot_panel<3>(m, qc, abf + 2 * q0, lda, panel + q0 * ldb, ldb, c + j, ldc, from, last, next);
         else
-          dot_panel<1>(m, qc, abf + 2 * q0, lda, panel + q0 * ldb, ldb, c + j, ldc, from, last);
+          dot_panel<1>(m, qc, abf + 2 * q0, lda, panel + q0 * ldb, ldb, c + j, ldc, from, last, next);
       }
 #else
       // The same sums without the instruction: each pair's two products (exact in float) added,
