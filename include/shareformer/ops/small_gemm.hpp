@@ -328,8 +328,8 @@ NextBlock next_packed_block(const B* packed, Index k, Index n, Index j, Index k0
 /// prefetch the block the next pass reads, into L2 at the pace of the arithmetic rather than in a
 /// burst when that pass begins. Measured (bench_stack Stack12, -march=native, against the build
 /// without it, alternated 3-4 rounds, 2026-11-27): unshared stacks, whose weights stream from
-/// memory, 1.04-1.5x faster at 16-32 tokens and 1.03-1.05x at 128; shared stacks (weights in L3)
-/// and 1024 tokens the same within the noise. The same holds for bfloat16 products (bf16_dot.hpp).
+/// memory, 1.02-1.33x faster at 16-32 tokens and 1.03-1.05x at 128; shared stacks (weights in L3)
+/// and 1024 tokens the same within the noise. bfloat16 products (bf16_dot.hpp), unshared: 1.01-1.45x.
 /// epilogue(first column, columns) runs on a panel as soon as it is done.
 template <typename T, typename B, typename Epilogue>
 void packed_gemm(Index m, Index k, const T* a, Index lda, const B* packed, Index n, T* c, Index ldc,
