@@ -102,6 +102,17 @@ TEST(Allocations, SteadyStateForwardAllocatesNothing) {
                                                           Weights::Packed),
               0)
         << threads << " threads, packed weights";
+    // Threading plans that give each thread its own sequences or rows (detail::threading_plan):
+    // one workspace per thread inside ws, sized by the first forward.
+    EXPECT_EQ(allocations_of_second_forward<sf::SharedAll>(
+                  c, sf::Batch::padded(sf::detail::group_min_tokens, {sf::detail::group_min_tokens, 7}), threads,
+                  Weights::Packed),
+              0)
+        << threads << " threads, groups of sequences";
+    EXPECT_EQ(allocations_of_second_forward<sf::Unshared>(
+                  c, sf::Batch::uniform(1, 2 * sf::detail::share_min_rows + 3), threads, Weights::Packed),
+              0)
+        << threads << " threads, blocks of rows";
     // The rounded activations live in the workspace's GEMM scratch, sized by the first forward.
     EXPECT_EQ(allocations_of_second_forward<sf::SharedAll>(c, sf::Batch::uniform(2, 16), threads,
                                                            Weights::Bf16Products),

@@ -109,6 +109,93 @@ TYPED_TEST(StackTest, ThreadCountChangesNothingBeyondRounding) {
   for (int threads : {2, 3}) EXPECT_LT(max_abs_diff(stack.forward(x, batch, threads), one), tol<T>());
 }
 
+// The threading plans of Stack::forward (detail::threading_plan), each on shapes that pick it: the
+// result must be what one thread computes, for padding, hole masks, causal attention and pre-LN
+// (with its final norm) alike.
+TYPED_TEST(StackTest, EveryThreadingPlanMatchesOneThread) {
+  using T = typename TestFixture::Scalar;
+  using Plan = sf::detail::ThreadPlan;
+  const Index g = sf::detail::group_min_tokens, r = sf::detail::share_min_rows;
+  Eigen::Matrix<int, Eigen::Dynamic, Eigen::Dynamic> holes = Eigen::MatrixXi::Ones(3, r + 3);
+  holes.block(0, 2, 1, 5).setZero();
+  holes.row(1).setZero();  // a sequence with no valid key
+  holes.block(2, 0, 1, 4).setZero();
+  struct Shape {
+    sf::Batch batch;
+    int threads;
+    Plan plan;
+  };
+  const std::vector<Shape> shapes = {
+      {sf::Batch::padded(g, {g, g / 2, 3, g - 1}), 2, Plan::Groups},  // 2 sequences per thread
+      {sf::Batch::padded(g + 1, {g + 1, 5, 70}), 3, Plan::Groups},   // 1 sequence per thread
+      {sf::Batch::padded(r + 5, {r + 5, r / 2, 1}), 2, Plan::Shares},  // rows cut a sequence
+      {sf::Batch::uniform(1, 3 * r + 7), 3, Plan::Shares},
+      {sf::Batch::from_mask(holes), 2, Plan::Shares},
+      {sf::Batch::padded(r / 2, {r / 2, 9}), 2, Plan::Steps},
+  };
+  for (auto norm : {sf::NormPlacement::Post, sf::NormPlacement::Pre})
+    for (bool causal : {false, true}) {
+      sf::BlockConfig c = small_config(norm);
+      c.causal = causal;
+      const auto stack = TestFixture::make(c);
+      for (const Shape& shape : shapes) {
+        const sf::Batch& batch = shape.batch;
+        ASSERT_EQ(sf::detail::threading_plan(batch.batch(), batch.seq_len(), shape.threads), shape.plan)
+            << batch.batch() << " x " << batch.seq_len() << ", " << shape.threads << " threads";
+        const RowMatrix<T> x = random_matrix<T>(batch.tokens(), 24, 6);
+        const RowMatrix<T> one = stack.forward(x, batch, 1);
+        EXPECT_LT(max_abs_diff(stack.forward(x, batch, shape.threads), one), tol<T>())
+            << batch.batch() << " x " << batch.seq_len() << ", " << shape.threads << " threads, "
+            << sf::to_string(norm) << (causal ? ", causal" : "");
+      }
+    }
+}
+
+TEST(Stack, ThreadingPlanFollowsTokensPerThread) {
+  using Plan = sf::detail::ThreadPlan;
+  const Index g = sf::detail::group_min_tokens, r = sf::detail::share_min_rows;
+  EXPECT_EQ(sf::detail::threading_plan(8, 128, 1), Plan::Steps);
+  EXPECT_EQ(sf::detail::threading_plan(2, g, 2), Plan::Groups);
+  EXPECT_EQ(sf::detail::threading_plan(4, g / 2, 2), Plan::Groups);
+  EXPECT_EQ(sf::detail::threading_plan(3, 2 * g, 2), Plan::Shares);  // uneven groups
+  EXPECT_EQ(sf::detail::threading_plan(1, 2 * r, 2), Plan::Shares);
+  EXPECT_EQ(sf::detail::threading_plan(1, 2 * r - 1, 2), Plan::Steps);
+  EXPECT_EQ(sf::detail::threading_plan(1, 16, 2), Plan::Steps);
+}
+
+TEST(Stack, BatchSliceKeepsLengthsAndMasks) {
+  const auto padded = sf::Batch::padded(6, {6, 2, 5, 1});
+  const auto part = padded.slice(1, 2);
+  EXPECT_EQ(part.batch(), 2);
+  EXPECT_EQ(part.seq_len(), 6);
+  EXPECT_EQ(part.lengths(), (std::vector<Index>{2, 5}));
+  EXPECT_FALSE(part.has_key_mask());
+  Eigen::Matrix<int, 3, 4> mask;
+  mask << 1, 1, 1, 1,  //
+      1, 0, 1, 0,      //
+      0, 1, 1, 0;
+  const auto holes = sf::Batch::from_mask(mask);
+  sf::Batch into = sf::Batch::uniform(5, 9);
+  holes.slice(1, 2, into);
+  ASSERT_EQ(into.batch(), 2);
+  EXPECT_EQ(into.seq_len(), 4);
+  for (Index b = 0; b < 2; ++b) {
+    EXPECT_EQ(into.length(b), holes.length(b + 1));
+    for (Index s = 0; s < 4; ++s) EXPECT_EQ(into.key_valid(b, s), holes.key_valid(b + 1, s)) << b << ", " << s;
+  }
+  holes.slice(0, 1, into);  // back to prefix keys only: the mask of sequence 0 is all ones
+  EXPECT_EQ(into.batch(), 1);
+  EXPECT_TRUE(into.key_valid(0, 3));
+  for (auto [first, count] : {std::pair<Index, Index>{0, 0}, {-1, 2}, {3, 2}, {0, 5}}) {
+    try {
+      padded.slice(first, count, into);
+      ADD_FAILURE() << "no exception for " << first << ", " << count;
+    } catch (const sf::ShapeError& e) {
+      EXPECT_NE(std::string(e.what()).find("outside the batch of 4"), std::string::npos) << e.what();
+    }
+  }
+}
+
 TEST(Stack, SharedAllEqualsOneBlockAppliedNTimes) {
   sf::Stack<sf::SharedAll, double> stack(small_config(), 5);
   stack.randomize(7, 0.2, 0.1, 0.1);

@@ -5,6 +5,7 @@
 #include <shareformer/core/error.hpp>
 #include <shareformer/core/types.hpp>
 
+#include <cstddef>
 #include <cstdint>
 #include <utility>
 #include <vector>
@@ -63,6 +64,29 @@ class Batch {
     }
     if (prefix) keys.clear();
     return Batch(seq_len, std::move(lengths), std::move(keys));
+  }
+
+  /// Sequences [first, first + count) as a batch of their own, written into `out`, whose storage
+  /// is reused: slicing into the same `out` again allocates nothing once it has held as many
+  /// sequences. Throws ShapeError when the range is empty or runs outside 0..batch().
+  void slice(Index first, Index count, Batch& out) const {
+    if (count < 1 || first < 0 || first > batch() - count)
+      throw ShapeError("Batch: slice of " + detail::to_string(count) + " sequence(s) from " +
+                       detail::to_string(first) + " is outside the batch of " +
+                       detail::to_string(batch()));
+    const auto at = [](const auto& v, Index i) { return v.begin() + static_cast<std::ptrdiff_t>(i); };
+    out.seq_len_ = seq_len_;
+    out.lengths_.assign(at(lengths_, first), at(lengths_, first + count));
+    if (keys_.empty())
+      out.keys_.clear();
+    else
+      out.keys_.assign(at(keys_, first * seq_len_), at(keys_, (first + count) * seq_len_));
+  }
+  /// Sequences [first, first + count) as a batch of their own.
+  Batch slice(Index first, Index count) const {
+    Batch out(seq_len_, {}, {});
+    slice(first, count, out);
+    return out;
   }
 
   Index batch() const { return static_cast<Index>(lengths_.size()); }

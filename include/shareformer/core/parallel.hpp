@@ -69,5 +69,62 @@ void parallel_items(Index count, int threads, Body&& body) {
   for (Index i = 0; i < count; ++i) body(i, 0);
 }
 
+/// Runs body(thread, threads) once on each thread of a team of up to `threads` threads (fewer when
+/// OpenMP gives fewer, e.g. inside another parallel region; one without OpenMP). The body may call
+/// barrier() to wait for the rest of its team.
+template <typename Body>
+void parallel_team(int threads, Body&& body) {
+#if defined(_OPENMP)
+  if (threads > 1) {
+#pragma omp parallel num_threads(threads)
+    body(omp_get_thread_num(), omp_get_num_threads());
+    return;
+  }
+#endif
+  body(0, 1);
+}
+
+/// Waits until every thread of the calling parallel_team reaches a barrier (nothing to wait for
+/// outside one).
+inline void barrier() {
+#if defined(_OPENMP)
+#pragma omp barrier
+#endif
+}
+
+/// Tokens each thread must have for a forward to run groups of whole sequences on threads of
+/// their own (ThreadPlan::Groups).
+#ifndef SHAREFORMER_GROUP_MIN_TOKENS
+#define SHAREFORMER_GROUP_MIN_TOKENS 128
+#endif
+inline constexpr Index group_min_tokens = SHAREFORMER_GROUP_MIN_TOKENS;
+
+/// Rows each thread must have for a forward to give each thread a block of rows for the whole
+/// forward (ThreadPlan::Shares).
+#ifndef SHAREFORMER_SHARE_MIN_ROWS
+#define SHAREFORMER_SHARE_MIN_ROWS 128
+#endif
+inline constexpr Index share_min_rows = SHAREFORMER_SHARE_MIN_ROWS;
+
+/// How a forward spreads over its threads.
+enum class ThreadPlan {
+  Steps,   ///< each product, attention and norm split over the threads on its own
+  Groups,  ///< each thread runs the whole forward on its own group of whole sequences
+  Shares,  ///< each thread owns a block of rows for the whole forward, waiting for the others
+           ///< only around attention
+};
+
+/// The plan of a forward over `sequences` sequences of `seq_len` tokens on `threads` threads:
+/// Groups when the sequences split evenly into `threads` groups of at least group_min_tokens
+/// tokens, else Shares with at least share_min_rows rows per thread, else Steps. Groups and Shares
+/// keep each thread on its own rows, so no thread waits for another at every step and no product
+/// splits the weights' columns; with few tokens Steps wins, as each thread then reads only part of
+/// the weights.
+inline ThreadPlan threading_plan(Index sequences, Index seq_len, int threads) {
+  if (threads < 2) return ThreadPlan::Steps;
+  if (sequences % threads == 0 && sequences / threads * seq_len >= group_min_tokens) return ThreadPlan::Groups;
+  return sequences * seq_len >= threads * share_min_rows ? ThreadPlan::Shares : ThreadPlan::Steps;
+}
+
 }  // namespace detail
 }  // namespace shareformer

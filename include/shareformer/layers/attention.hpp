@@ -45,6 +45,21 @@ class MultiHeadAttention {
     ops::attention<T>(ws.qkv, batch, n_heads_, causal_, ws.context, ws.scores, threads);
     out_.forward_residual(ws.context, residual, y, threads, ws.gemm);
   }
+  /// One thread's share of forward_residual (see RowShare): x, residual, y are the thread's rows
+  /// (share.rows(), d_model); ws is the forward's workspace, whose qkv and context every thread of
+  /// the team fills and reads. Waits for the team twice: before writing its rows of Q, K, V (no
+  /// thread still reads the previous layer's), and before reading every row's keys and values.
+  void forward_residual(ConstMatrixRef<T> x, const Batch& batch, ConstMatrixRef<T> residual,
+                        MatrixRef<T> y, Workspace<T>& ws, const RowShare<T>& share) const {
+    Workspace<T>& own = *share.own;
+    if (own.scores.empty()) own.scores.resize(1);
+    shareformer::detail::barrier();
+    qkv_.forward(x, share.of(ws.qkv), 1, own.gemm);
+    shareformer::detail::barrier();
+    ops::attention_rows<T>(ws.qkv, batch, n_heads_, causal_, ws.context, own.scores.front(),
+                           share.begin, share.end);
+    out_.forward_residual(share.of(ws.context), residual, y, 1, own.gemm);
+  }
   /// y += Attention(x). x, y (batch.tokens(), d_model), distinct.
   void forward_accumulate(ConstMatrixRef<T> x, const Batch& batch, MatrixRef<T> y, Workspace<T>& ws,
                           int threads) const {
@@ -78,15 +93,20 @@ namespace detail {
 /// normalises into ws.normed and sums into h: no pass over h only to copy it.
 template <typename T, typename Branch>
 void residual_sublayer(NormPlacement placement, const LayerNorm<T>& norm, MatrixRef<T> h,
+                       MatrixRef<T> normed, int threads, Branch&& branch) {
+  if (placement == NormPlacement::Post) {
+    branch(h, h, normed);
+    norm.forward(normed, h, threads);
+  } else {
+    norm.forward(h, normed, threads);
+    branch(normed, h, h);
+  }
+}
+template <typename T, typename Branch>
+void residual_sublayer(NormPlacement placement, const LayerNorm<T>& norm, MatrixRef<T> h,
                        Workspace<T>& ws, int threads, Branch&& branch) {
   if (ws.normed.rows() != h.rows() || ws.normed.cols() != h.cols()) ws.normed.resize(h.rows(), h.cols());
-  if (placement == NormPlacement::Post) {
-    branch(h, h, ws.normed);
-    norm.forward(ws.normed, h, threads);
-  } else {
-    norm.forward(h, ws.normed, threads);
-    branch(ws.normed, h, h);
-  }
+  residual_sublayer<T>(placement, norm, h, ws.normed, threads, branch);
 }
 }  // namespace detail
 
@@ -112,6 +132,15 @@ class AttentionSublayer {
     detail::residual_sublayer<T>(placement_, norm_, h, ws, threads,
                                  [&](ConstMatrixRef<T> in, ConstMatrixRef<T> residual, MatrixRef<T> out) {
                                    attention_.forward_residual(in, batch, residual, out, ws, threads);
+                                 });
+  }
+
+  /// One thread's share of forward (see RowShare): h is the whole (batch.tokens(), d_model)
+  /// activation, of which the thread updates its rows; ws is the forward's workspace (prepared).
+  void forward(MatrixRef<T> h, const Batch& batch, Workspace<T>& ws, const RowShare<T>& share) const {
+    detail::residual_sublayer<T>(placement_, norm_, share.of(h), share.of(ws.normed), 1,
+                                 [&](ConstMatrixRef<T> in, ConstMatrixRef<T> residual, MatrixRef<T> out) {
+                                   attention_.forward_residual(in, batch, residual, out, ws, share);
                                  });
   }
 

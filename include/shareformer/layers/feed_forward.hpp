@@ -39,6 +39,14 @@ class FeedForward {
     in_.forward_activate(x, activation_, ws.inner, threads, ws.gemm);
     out_.forward_residual(ws.inner, residual, y, threads, ws.gemm);
   }
+  /// One thread's share of forward_residual (see RowShare): x, residual, y are the thread's rows;
+  /// the hidden activations go to its rows of ws.inner.
+  void forward_residual(ConstMatrixRef<T> x, ConstMatrixRef<T> residual, MatrixRef<T> y,
+                        Workspace<T>& ws, const RowShare<T>& share) const {
+    auto inner = share.of(ws.inner);
+    in_.forward_activate(x, activation_, inner, 1, share.own->gemm);
+    out_.forward_residual(inner, residual, y, 1, share.own->gemm);
+  }
   /// y += FFN(x). x, y (tokens, d_model), distinct.
   void forward_accumulate(ConstMatrixRef<T> x, MatrixRef<T> y, Workspace<T>& ws, int threads) const {
     forward_residual(x, y, y, ws, threads);
@@ -84,6 +92,15 @@ class FfnSublayer {
     detail::residual_sublayer<T>(placement_, norm_, h, ws, threads,
                                  [&](ConstMatrixRef<T> in, ConstMatrixRef<T> residual, MatrixRef<T> out) {
                                    ffn_.forward_residual(in, residual, out, ws, threads);
+                                 });
+  }
+
+  /// One thread's share of forward (see RowShare): the thread updates its rows of h, reading no
+  /// other row.
+  void forward(MatrixRef<T> h, Workspace<T>& ws, const RowShare<T>& share) const {
+    detail::residual_sublayer<T>(placement_, norm_, share.of(h), share.of(ws.normed), 1,
+                                 [&](ConstMatrixRef<T> in, ConstMatrixRef<T> residual, MatrixRef<T> out) {
+                                   ffn_.forward_residual(in, residual, out, ws, share);
                                  });
   }
 

@@ -86,15 +86,17 @@ class Stack {
 
   /// h = Stack(h) in place. h (batch.tokens(), d_model); ws is reused across calls; threads = 0
   /// means hardware_threads(). Throws ShapeError on a bad shape.
+  /// The threads follow detail::threading_plan: with many tokens each thread keeps its own
+  /// sequences (Groups) or rows (Shares) for the whole forward; with few, every step is split.
   void forward(MatrixRef<T> h, const Batch& batch, Workspace<T>& ws, int threads = 0) const {
     detail::check_input<T>("Stack", h, batch, config_.d_model);
     threads = detail::resolve_threads(threads);
-    ws.prepare(batch.tokens(), config_);
-    for (Index l = 0; l < n_layers(); ++l) {
-      attention_[static_cast<std::size_t>(plan_.attention[static_cast<std::size_t>(l)])].forward(h, batch, ws, threads);
-      ffn_[static_cast<std::size_t>(plan_.ffn[static_cast<std::size_t>(l)])].forward(h, ws, threads);
+    switch (detail::threading_plan(batch.batch(), batch.seq_len(), threads)) {
+      case detail::ThreadPlan::Groups: return forward_groups(h, batch, ws, threads);
+      case detail::ThreadPlan::Shares: return forward_shares(h, batch, ws, threads);
+      case detail::ThreadPlan::Steps: break;
     }
-    if (config_.has_final_norm()) final_norm_.forward(h, threads);
+    forward_layers(h, batch, ws, threads);
   }
 
   /// Returns Stack(x). x (batch.tokens(), d_model), padding per sequence as in `batch`.
@@ -144,6 +146,58 @@ class Stack {
   }
 
  private:
+  // Calls f(attention sub-layer, FFN sub-layer) for each layer in order.
+  template <typename F>
+  void for_each_layer(F&& f) const {
+    for (Index l = 0; l < n_layers(); ++l)
+      f(attention_[static_cast<std::size_t>(plan_.attention[static_cast<std::size_t>(l)])],
+        ffn_[static_cast<std::size_t>(plan_.ffn[static_cast<std::size_t>(l)])]);
+  }
+
+  void forward_layers(MatrixRef<T> h, const Batch& batch, Workspace<T>& ws, int threads) const {
+    ws.prepare(batch.tokens(), config_);
+    for_each_layer([&](const AttentionSublayer<T>& attention, const FfnSublayer<T>& ffn) {
+      attention.forward(h, batch, ws, threads);
+      ffn.forward(h, ws, threads);
+    });
+    if (config_.has_final_norm()) final_norm_.forward(h, threads);
+  }
+
+  // Thread t of n owns rows [units * t / n, units * (t + 1) / n) in units of one register tile.
+  void forward_shares(MatrixRef<T> h, const Batch& batch, Workspace<T>& ws, int threads) const {
+    const Index tokens = batch.tokens(), unit = ops::detail::small_gemm_rows;
+    ws.prepare(tokens, config_);
+    ws.prepare_groups(threads);
+    for (auto& own : ws.group_workspaces)
+      if (own.scores.empty()) own.scores.resize(1);
+    detail::parallel_team(threads, [&](int t, int n) {
+      const Index units = (tokens + unit - 1) / unit;
+      const RowShare<T> share{std::min(tokens, units * t / n * unit),
+                              std::min(tokens, units * (t + 1) / n * unit),
+                              &ws.group_workspaces[static_cast<std::size_t>(t)]};
+      for_each_layer([&](const AttentionSublayer<T>& attention, const FfnSublayer<T>& ffn) {
+        attention.forward(h, batch, ws, share);
+        ffn.forward(h, ws, share);
+      });
+      if (config_.has_final_norm()) final_norm_.forward(share.of(h), 1);
+    });
+  }
+
+  // Group g holds sequences [g * per, (g + 1) * per): its rows of h, its own workspace and batch.
+  void forward_groups(MatrixRef<T> h, const Batch& batch, Workspace<T>& ws, int groups) const {
+    const Index per = batch.batch() / groups, rows = per * batch.seq_len();
+    ws.prepare_groups(groups);
+    for (int g = 0; g < groups; ++g) {
+      const auto i = static_cast<std::size_t>(g);
+      batch.slice(g * per, per, ws.group_batches[i]);
+      ws.group_workspaces[i].prepare(rows, config_);
+    }
+    detail::parallel_items(groups, groups, [&](Index g, int) {
+      const auto i = static_cast<std::size_t>(g);
+      forward_layers(h.middleRows(g * rows, rows), ws.group_batches[i], ws.group_workspaces[i], 1);
+    });
+  }
+
   static std::size_t slot(const std::vector<Index>& table, Index layer) {
     if (layer < 0 || layer >= static_cast<Index>(table.size()))
       throw ConfigError("Stack: layer " + detail::to_string(layer) + " is out of range 0.." +
