@@ -150,6 +150,7 @@ def table_md(results):
             g = gflops(c, s[p]["median_ms"])
             r.append(f"{g:.0f} ({100 * g / pk:.0f} %)")
         lines.append("| " + " | ".join(r) + " |")
+    lines.extend(targets_md(results))
     om = results.get("onnx_models")
     if om:
         lines.append("")
@@ -179,6 +180,72 @@ def table_md(results):
     lines.append("![GFLOP/s vs tokens](gflops.svg)")
     lines.append("")
     return "\n".join(lines)
+
+
+def targets_md(results):
+    """The performance issue's targets 1-5, judged on this run's fp32 shareformer against the
+    fastest other fp32 peer of each cell (target 6, no allocation, is a unit test)."""
+    peak = results["peak_gflops"]
+    ms = {}  # (model, policy, batch, seq, threads) -> shareformer fp32 median
+    # target -> [(cell, margin, text)]; margin = achieved / required, >= 1 when met
+    checks = {t: [] for t in range(1, 6)}
+
+    def name(c):
+        return (f"{c['model']} {POLICY_LABEL[c['policy']]} {c['batch']} x {c['seq']}, "
+                f"{c['threads']} t")
+
+    for c, s, _ in cell_rows(results):
+        if "shareformer" not in s:
+            continue
+        mine = s["shareformer"]["median_ms"]
+        ms[(c["model"], c["policy"], c["batch"], c["seq"], c["threads"])] = mine
+        others = [s[p]["median_ms"] for p in ("pytorch", "onnxruntime") if p in s]
+        if others:
+            speedup = min(others) / mine
+            checks[1].append((name(c), speedup, f"{speedup:.2f}x"))
+            need = {"all": 2.0, "none": 1.5}.get(c["policy"])
+            pk = peak.get(str(c["threads"]))
+            if c["batch"] == 1 and c["seq"] in (16, 32) and need and pk:
+                # the fraction of the FMA peak a whole forward would have to reach
+                at = 100 * gflops(c, min(others) / need) / pk["gflops"]
+                checks[2].append((name(c), speedup / need,
+                                  f"{speedup:.2f}x (needs {need:.1f}x = {at:.0f} % of peak)"))
+            if c["batch"] == 1 and c["seq"] in (128, 512) and c["threads"] == 2:
+                checks[3].append((name(c), 0.85 * speedup, f"{1 / speedup:.3f}"))
+        pk = peak.get(str(c["threads"]))
+        if c["tokens"] >= 1024 and pk:
+            pct = 100 * gflops(c, mine) / pk["gflops"]
+            checks[4].append((name(c), pct / 85.0, f"{pct:.1f} %"))
+    for (model, policy, batch, seq, threads), t2 in sorted(ms.items()):
+        t1 = ms.get((model, policy, batch, seq, 1))
+        if threads != 2 or t1 is None:
+            continue
+        need = 1.8 if batch * seq >= 128 else 1.0
+        checks[5].append((f"{model} {POLICY_LABEL[policy]} {batch} x {seq}", t1 / t2 / need,
+                          f"{t1 / t2:.2f}x (needs {need:.1f}x)"))
+
+    what = {
+        1: "never slower than the best other peer (speed-up >= 1.0)",
+        2: "1 x 16 and 1 x 32: shared >= 2x, unshared >= 1.5x the best other peer's speed",
+        3: "1 x 128 and 1 x 512 on 2 threads: <= 0.85x the best other peer's time",
+        4: ">= 1024 tokens: >= 85 % of the measured FMA peak",
+        5: "2 threads >= 1.8x as fast as 1 from 128 tokens up, never slower below",
+    }
+    lines = ["", "## Targets of the performance issue", "",
+             "fp32 shareformer only, every ratio from this run; the worst cell is the one furthest "
+             "from (or closest to) its target. Target 6 (a steady-state forward allocates nothing) "
+             "is a unit test, not a timing.", "",
+             "| target | cells met | worst cell | cells missed |", "|---|---|---|---|"]
+    for t in range(1, 6):
+        cells = checks[t]
+        if not cells:
+            lines.append(f"| {t}: {what[t]} | no cell | - | - |")
+            continue
+        met = sum(1 for _, margin, _ in cells if margin >= 1.0)
+        worst = min(cells, key=lambda x: x[1])
+        missed = "; ".join(f"{n}: {text}" for n, margin, text in cells if margin < 1.0) or "none"
+        lines.append(f"| {t}: {what[t]} | {met} of {len(cells)} | {worst[0]}: {worst[2]} | {missed} |")
+    return lines
 
 
 def plot(results, out_dir):

@@ -168,8 +168,10 @@ class Stack {
     const Index tokens = batch.tokens(), unit = ops::detail::small_gemm_rows;
     ws.prepare(tokens, config_);
     ws.prepare_groups(threads);
-    for (auto& own : ws.group_workspaces)
+    for (auto& own : ws.group_workspaces) {  // sized here rather than by each thread in the team
       if (own.scores.empty()) own.scores.resize(1);
+      ops::detail::size_attention_buffer(own.scores.front(), batch.seq_len(), config_.d_head());
+    }
     detail::parallel_team(threads, [&](int t, int n) {
       const Index units = (tokens + unit - 1) / unit;
       const RowShare<T> share{std::min(tokens, units * t / n * unit),
