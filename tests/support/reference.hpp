@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <random>
+#include <string>
 #include <type_traits>
 #include <vector>
 
@@ -46,6 +47,20 @@ inline EncoderConfig tiny_albert_config() {
   config.d_ff = 64;
   config.n_layers = 4;
   return config;
+}
+
+/// Expects `next`, the block a pass of a packed product prefetches (ops::detail::NextBlock), to be
+/// the block the following pass reads (`first`, `bytes`) when there is one in the thread's range
+/// (`has_following`), else nothing.
+inline void expect_next_block(const ops::detail::NextBlock& next, bool has_following,
+                              const void* first, Index bytes, const std::string& where) {
+  if (has_following) {
+    EXPECT_EQ(next.first, first) << where;
+    EXPECT_EQ(next.bytes, bytes) << where;
+  } else {
+    EXPECT_EQ(next.first, nullptr) << where << ": the range's last pass prefetches nothing";
+    EXPECT_EQ(next.bytes, 0) << where;
+  }
 }
 
 /// Largest absolute element-wise difference.

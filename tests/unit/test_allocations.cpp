@@ -10,12 +10,18 @@
 #include <atomic>
 #include <cstdlib>
 #include <new>
+#include <thread>
+#include <vector>
 
 namespace {
 std::atomic<long> g_allocations{0};
+std::atomic<long> g_other_thread_allocations{0};  // made by a thread other than the test's
 std::atomic<bool> g_counting{false};
+thread_local bool t_test_thread = false;
 [[maybe_unused]] void note() {
-  if (g_counting.load(std::memory_order_relaxed)) g_allocations.fetch_add(1, std::memory_order_relaxed);
+  if (!g_counting.load(std::memory_order_relaxed)) return;
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+  if (!t_test_thread) g_other_thread_allocations.fetch_add(1, std::memory_order_relaxed);
 }
 }  // namespace
 
@@ -65,34 +71,59 @@ void* aligned_alloc(std::size_t alignment, std::size_t n) {
 #endif
 
 namespace sf = shareformer;
+using sf::Index;
 
 enum class Weights { Plain, Packed, Bf16Products };
+
+// Allocations f makes: on every thread, and on threads other than the caller's.
+struct Counted {
+  long all = 0;
+  long other_threads = 0;
+};
+template <typename F>
+Counted count_allocations(F&& f) {
+  t_test_thread = true;
+  g_allocations = 0;
+  g_other_thread_allocations = 0;
+  g_counting = true;
+  f();
+  g_counting = false;
+  t_test_thread = false;
+  return {g_allocations.load(), g_other_thread_allocations.load()};
+}
+
+sf::BlockConfig small_config() {
+  sf::BlockConfig c;
+  c.d_model = 256;
+  c.n_heads = 4;
+  c.d_ff = 1024;
+  return c;
+}
+
+template <typename Policy>
+sf::Stack<Policy> random_stack(const sf::BlockConfig& c, Index layers, Weights weights) {
+  sf::Stack<Policy> stack(c, layers);
+  stack.randomize(1);
+  if (weights == Weights::Packed) stack.pack_weights();
+  if (weights == Weights::Bf16Products) stack.use_bf16_products();
+  return stack;
+}
 
 template <typename Policy>
 long allocations_of_second_forward(const sf::BlockConfig& c, const sf::Batch& batch, int threads,
                                     Weights weights = Weights::Plain) {
-  sf::Stack<Policy> stack(c, 4);
-  stack.randomize(1);
-  if (weights == Weights::Packed) stack.pack_weights();
-  if (weights == Weights::Bf16Products) stack.use_bf16_products();
+  const sf::Stack<Policy> stack = random_stack<Policy>(c, 4, weights);
   sf::RowMatrix<float> h = sf::testing::random_matrix<float>(batch.tokens(), c.d_model, 2);
   sf::Workspace<float> ws;
   stack.forward(h, batch, ws, threads);  // sizes the workspace
-  g_allocations = 0;
-  g_counting = true;
-  stack.forward(h, batch, ws, threads);
-  g_counting = false;
-  return g_allocations.load();
+  return count_allocations([&] { stack.forward(h, batch, ws, threads); }).all;
 }
 
 TEST(Allocations, SteadyStateForwardAllocatesNothing) {
 #if !defined(SHAREFORMER_COUNTS_ALLOCATIONS)
   GTEST_SKIP() << "allocation counting needs glibc without sanitizers";
 #endif
-  sf::BlockConfig c;
-  c.d_model = 256;
-  c.n_heads = 4;
-  c.d_ff = 1024;
+  const sf::BlockConfig c = small_config();
   for (int threads : {1, 2}) {
     EXPECT_EQ(allocations_of_second_forward<sf::SharedAll>(c, sf::Batch::padded(64, {64, 30}), threads), 0)
         << threads << " threads";
@@ -121,16 +152,43 @@ TEST(Allocations, SteadyStateForwardAllocatesNothing) {
   }
 }
 
+// A forward whose threads each own a block of rows (ThreadPlan::Shares) waits for its team at
+// barriers, so a thread that failed to allocate could not report it (detail::parallel_team): the
+// first forward sizes every buffer on the calling thread before the team starts.
+long other_thread_allocations_of_first_shares_forward(Weights weights) {
+  const sf::BlockConfig c = small_config();
+  const sf::Batch batch = sf::Batch::uniform(1, 2 * sf::detail::share_min_rows + 3);
+  EXPECT_EQ(sf::detail::threading_plan(batch.batch(), batch.seq_len(), 2), sf::detail::ThreadPlan::Shares);
+  const sf::Stack<sf::SharedAll> stack = random_stack<sf::SharedAll>(c, 2, weights);
+  sf::RowMatrix<float> h = sf::testing::random_matrix<float>(batch.tokens(), c.d_model, 2);
+  sf::Workspace<float> warm, ws;
+  stack.forward(h, batch, warm, 2);  // starts the thread pool, which may allocate on its threads
+  // A fresh workspace: the first forward of this shape.
+  return count_allocations([&] { stack.forward(h, batch, ws, 2); }).other_threads;
+}
+
+TEST(Allocations, RowSharesSizeTheirScratchBeforeTheTeam) {
+#if !defined(SHAREFORMER_COUNTS_ALLOCATIONS)
+  GTEST_SKIP() << "allocation counting needs glibc without sanitizers";
+#endif
+  EXPECT_EQ(other_thread_allocations_of_first_shares_forward(Weights::Packed), 0) << "float weights";
+  EXPECT_EQ(other_thread_allocations_of_first_shares_forward(Weights::Bf16Products), 0)
+      << "bfloat16 products";
+}
+
 TEST(Allocations, TheCounterSeesAllocations) {
 #if !defined(SHAREFORMER_COUNTS_ALLOCATIONS)
   GTEST_SKIP() << "allocation counting needs glibc without sanitizers";
 #endif
-  g_allocations = 0;
-  g_counting = true;
-  auto* v = new std::vector<int>(100);
-  Eigen::MatrixXf m(64, 64);  // Eigen's aligned_malloc
-  g_counting = false;
+  std::vector<int>* v = nullptr;
+  Eigen::MatrixXf m;
+  const Counted counted = count_allocations([&] {
+    v = new std::vector<int>(100);
+    m.resize(64, 64);  // Eigen's aligned_malloc
+    std::thread([] { std::vector<int> w(10); EXPECT_EQ(w.size(), 10U); }).join();
+  });
   delete v;
-  EXPECT_GE(g_allocations.load(), 3);
+  EXPECT_GE(counted.all, 4);
+  EXPECT_GE(counted.other_threads, 1);  // at least the vector on the other thread
   EXPECT_EQ(m.size(), 64 * 64);
 }

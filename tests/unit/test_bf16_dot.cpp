@@ -103,13 +103,9 @@ TEST(Bf16Dot, EachPassPrefetchesTheBlockTheNextPassReads) {
         const std::string where = "rows " + std::to_string(rows) + ", columns [" +
                                   std::to_string(begin) + ", " + std::to_string(end) + "), block " +
                                   std::to_string(i);
-        if (i + 1 < order.size() && order[i + 1].panel < end) {
-          EXPECT_EQ(next.first, static_cast<const void*>(order[i + 1].first)) << where;
-          EXPECT_EQ(next.bytes, order[i + 1].bytes) << where;
-        } else {
-          EXPECT_EQ(next.first, nullptr) << where << ": the range's last pass prefetches nothing";
-          EXPECT_EQ(next.bytes, 0) << where;
-        }
+        const bool following = i + 1 < order.size() && order[i + 1].panel < end;
+        const Block& after = order[following ? i + 1 : i];
+        sf::testing::expect_next_block(next, following, after.first, after.bytes, where);
       }
   }
 }

@@ -119,13 +119,9 @@ TYPED_TEST(Packed, EachPassPrefetchesTheBlockTheNextPassReads) {
             packed.data(), k, cols, order[b].panel, order[b].depth, end);
         const std::string where = "k " + std::to_string(k) + ", columns [" + std::to_string(begin) +
                                   ", " + std::to_string(end) + "), block " + std::to_string(b);
-        if (b + 1 < order.size() && order[b + 1].panel < end) {
-          EXPECT_EQ(next.first, static_cast<const void*>(order[b + 1].first)) << where;
-          EXPECT_EQ(next.bytes, order[b + 1].bytes) << where;
-        } else {
-          EXPECT_EQ(next.first, nullptr) << where << ": the range's last pass prefetches nothing";
-          EXPECT_EQ(next.bytes, 0) << where;
-        }
+        const bool following = b + 1 < order.size() && order[b + 1].panel < end;
+        const Block& after = order[following ? b + 1 : b];
+        sf::testing::expect_next_block(next, following, after.first, after.bytes, where);
       }
   }
 }

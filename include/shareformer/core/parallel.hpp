@@ -5,6 +5,8 @@
 #include <shareformer/core/types.hpp>
 
 #include <algorithm>
+#include <exception>
+#include <mutex>
 #include <thread>
 
 #if defined(_OPENMP)
@@ -23,8 +25,34 @@ namespace detail {
 
 inline int resolve_threads(int threads) { return threads > 0 ? threads : hardware_threads(); }
 
+/// Keeps the first exception that the threads of one parallel region throw, to rethrow on the
+/// calling thread once the region is over: an exception may not leave an OpenMP region (the
+/// process would end), so each thread's work runs inside guard().
+class FirstException {
+ public:
+  /// Runs f, catching whatever it throws.
+  template <typename F>
+  void guard(F&& f) noexcept {
+    try {
+      f();
+    } catch (...) {
+      const std::lock_guard<std::mutex> lock(mutex_);
+      if (!first_) first_ = std::current_exception();
+    }
+  }
+  /// Rethrows the first exception caught, if any.
+  void rethrow() const {
+    if (first_) std::rethrow_exception(first_);
+  }
+
+ private:
+  std::mutex mutex_;
+  std::exception_ptr first_;
+};
+
 /// Calls body(begin, end, thread) on `threads` contiguous chunks of [0, count), in parallel when
-/// OpenMP is enabled. Chunks are whole multiples of `grain` except the last.
+/// OpenMP is enabled. Chunks are whole multiples of `grain` except the last. If a body throws, the
+/// other chunks still run and the first exception is rethrown on the calling thread.
 template <typename Body>
 void parallel_chunks(Index count, Index grain, int threads, Body&& body) {
   const Index units = (count + grain - 1) / grain;
@@ -36,8 +64,10 @@ void parallel_chunks(Index count, Index grain, int threads, Body&& body) {
   };
 #if defined(_OPENMP)
   if (n > 1) {
+    FirstException error;
 #pragma omp parallel for num_threads(n) schedule(static, 1)
-    for (int t = 0; t < n; ++t) run(t);
+    for (int t = 0; t < n; ++t) error.guard([&] { run(t); });
+    error.rethrow();
     return;
   }
 #endif
@@ -55,14 +85,17 @@ void parallel_rows(Index rows, Index cols, int threads, Body&& body) {
 
 /// Calls body(item, thread) for each item in [0, count), items dealt round-robin to `threads`.
 /// The deal is static so that a thread gets the same items every call: after one call of a given
-/// shape, each thread's scratch is sized for its items and later calls allocate nothing.
+/// shape, each thread's scratch is sized for its items and later calls allocate nothing. If a
+/// body throws, the other items still run and the first exception is rethrown on the calling thread.
 template <typename Body>
 void parallel_items(Index count, int threads, Body&& body) {
   const int n = static_cast<int>(std::min<Index>(std::max(threads, 1), std::max<Index>(count, 1)));
 #if defined(_OPENMP)
   if (n > 1) {
+    FirstException error;
 #pragma omp parallel for num_threads(n) schedule(static, 1)
-    for (Index i = 0; i < count; ++i) body(i, omp_get_thread_num());
+    for (Index i = 0; i < count; ++i) error.guard([&] { body(i, omp_get_thread_num()); });
+    error.rethrow();
     return;
   }
 #endif
@@ -71,13 +104,18 @@ void parallel_items(Index count, int threads, Body&& body) {
 
 /// Runs body(thread, threads) once on each thread of a team of up to `threads` threads (fewer when
 /// OpenMP gives fewer, e.g. inside another parallel region; one without OpenMP). The body may call
-/// barrier() to wait for the rest of its team.
+/// barrier() to wait for the rest of its team. An exception a body throws is rethrown on the
+/// calling thread after the team ends, but a thread that throws skips the barriers it has not
+/// reached, on which the rest of its team would then wait for ever: whatever may throw (sizing
+/// scratch memory) belongs before the team, and the body after it must not throw.
 template <typename Body>
 void parallel_team(int threads, Body&& body) {
 #if defined(_OPENMP)
   if (threads > 1) {
+    FirstException error;
 #pragma omp parallel num_threads(threads)
-    body(omp_get_thread_num(), omp_get_num_threads());
+    error.guard([&] { body(omp_get_thread_num(), omp_get_num_threads()); });
+    error.rethrow();
     return;
   }
 #endif

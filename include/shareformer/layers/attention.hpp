@@ -72,6 +72,11 @@ class MultiHeadAttention {
     f(qkv_);
     f(out_);
   }
+  template <typename F>
+  void for_each_linear(F&& f) const {
+    f(qkv_);
+    f(out_);
+  }
 
   template <typename Rng>
   void randomize(Rng& rng, double stddev, double bias_stddev) {
@@ -147,6 +152,10 @@ class AttentionSublayer {
   /// Calls f on each Linear.
   template <typename F>
   void for_each_linear(F&& f) {
+    attention_.for_each_linear(f);
+  }
+  template <typename F>
+  void for_each_linear(F&& f) const {
     attention_.for_each_linear(f);
   }
 

@@ -58,6 +58,11 @@ class FeedForward {
     f(in_);
     f(out_);
   }
+  template <typename F>
+  void for_each_linear(F&& f) const {
+    f(in_);
+    f(out_);
+  }
 
   template <typename Rng>
   void randomize(Rng& rng, double stddev, double bias_stddev) {
@@ -107,6 +112,10 @@ class FfnSublayer {
   /// Calls f on each Linear.
   template <typename F>
   void for_each_linear(F&& f) {
+    ffn_.for_each_linear(f);
+  }
+  template <typename F>
+  void for_each_linear(F&& f) const {
     ffn_.for_each_linear(f);
   }
 

@@ -99,6 +99,10 @@ class Linear {
   /// Whether forward computes in bfloat16 products (use_bf16_products).
   bool uses_bf16_products() const { return !packed_dot_.empty(); }
 
+  /// bfloat16 elements of scratch (ops::GemmScratch::bf16_rows) a forward over `rows` rows
+  /// needs: its input rounded to bfloat16 under use_bf16_products, else none.
+  Index bf16_scratch(Index rows) const { return packed_dot_.empty() ? 0 : rows * 2 * packed_dot_.pairs(); }
+
   /// Bytes of the packed copies (pack_weights, use_bf16_weights, use_bf16_products), on top of
   /// the weight itself.
   std::size_t packed_bytes() const {

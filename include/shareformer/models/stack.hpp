@@ -14,6 +14,7 @@
 #include <shareformer/layers/workspace.hpp>
 #include <shareformer/sharing/policies.hpp>
 
+#include <algorithm>
 #include <random>
 #include <type_traits>
 #include <utility>
@@ -114,6 +115,11 @@ class Stack {
     for (auto& a : attention_) a.for_each_linear(f);
     for (auto& x : ffn_) x.for_each_linear(f);
   }
+  template <typename F>
+  void for_each_linear(F&& f) const {
+    for (const auto& a : attention_) a.for_each_linear(f);
+    for (const auto& x : ffn_) x.for_each_linear(f);
+  }
 
   /// Linear::pack_weights on every distinct Linear: each weight also kept packed in the order the
   /// product kernel streams it (faster when the weights do not stay in cache; costs a copy of the
@@ -164,16 +170,23 @@ class Stack {
   }
 
   // Thread t of n owns rows [units * t / n, units * (t + 1) / n) in units of one register tile.
+  // Every scratch buffer the threads use is sized before the team: an allocation failing inside
+  // it could not be reported (see detail::parallel_team).
   void forward_shares(MatrixRef<T> h, const Batch& batch, Workspace<T>& ws, int threads) const {
     const Index tokens = batch.tokens(), unit = ops::detail::small_gemm_rows;
+    const Index units = (tokens + unit - 1) / unit, most_rows = (units + threads - 1) / threads * unit;
+    Index bf16_rows = 0;
+    for_each_linear([&](const Linear<T>& linear) {
+      bf16_rows = std::max(bf16_rows, linear.bf16_scratch(most_rows));
+    });
     ws.prepare(tokens, config_);
     ws.prepare_groups(threads);
-    for (auto& own : ws.group_workspaces) {  // sized here rather than by each thread in the team
+    for (auto& own : ws.group_workspaces) {
       if (own.scores.empty()) own.scores.resize(1);
       ops::detail::size_attention_buffer(own.scores.front(), batch.seq_len(), config_.d_head());
+      if (bf16_rows > 0) own.gemm.bf16_rows(bf16_rows);
     }
     detail::parallel_team(threads, [&](int t, int n) {
-      const Index units = (tokens + unit - 1) / unit;
       const RowShare<T> share{std::min(tokens, units * t / n * unit),
                               std::min(tokens, units * (t + 1) / n * unit),
                               &ws.group_workspaces[static_cast<std::size_t>(t)]};
