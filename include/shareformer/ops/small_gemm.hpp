@@ -95,20 +95,38 @@ EIGEN_ALWAYS_INLINE void prefetch_ahead(const void* row, int bytes) {
   }
 }
 
-/// Cache lines that a tile asks for, into L2, while it computes: its share of the block of packed
-/// weights that the next pass of the kernel will read. `lines` lines from `first` on (none when
-/// lines is 0).
+/// Cache lines that a tile asks for while it computes: its share of the block of packed weights
+/// that the next pass of the kernel will read. `lines` lines from `first` on (none when lines is
+/// 0), into L1 (`l1`, prefetcht0) or into L2 only (prefetcht1).
 struct PrefetchLines {
   const void* first = nullptr;
   Index lines = 0;
+  bool l1 = false;
 };
 
-/// Prefetches the cache line at `address` into L2 (not L1: it is read a whole pass later).
-EIGEN_ALWAYS_INLINE void prefetch_l2(std::uintptr_t address) {
+/// Passes of at most this many row tiles (64 rows with AVX-512's 8-row tiles) prefetch the next
+/// pass's block into L1; longer ones into L2 only, where it waits the whole pass without taking
+/// L1 from the rows being computed. Measured (2026-11-28, -march=native, builds alternated round
+/// by round, medians of the rounds): prefetching into L1 instead of L2 makes bench_ops GemmStream
+/// (weights from memory) 1.04-1.21x faster at 16, 32 and 64 tokens on 1 and 2 threads (all 12
+/// cells, 5 rounds), and bench_stack Stack12 bert-base at 16 and 32 tokens (shared and unshared,
+/// 1 and 2 threads) 1.05-1.17x faster in all 8 cells (4 rounds), then, with this limit, 1.00-1.20x
+/// (3 rounds; unshared 16 tokens unchanged); at 128, 512 and 1024 tokens it was the same or up to
+/// 3 % slower (2 rounds), hence the limit.
+#ifndef SHAREFORMER_PREFETCH_L1_MAX_TILES
+#define SHAREFORMER_PREFETCH_L1_MAX_TILES 8
+#endif
+inline constexpr Index prefetch_l1_max_tiles = SHAREFORMER_PREFETCH_L1_MAX_TILES;
+
+/// Prefetches the cache line at `address`, into L1 and L2 (l1) or into L2 only.
+EIGEN_ALWAYS_INLINE void prefetch_line(std::uintptr_t address, bool l1) {
   // NOLINTNEXTLINE(performance-no-int-to-ptr): the address is only prefetched, never read.
   const auto* line = reinterpret_cast<const char*>(address);
 #if defined(__GNUC__)
-  __builtin_prefetch(line, 0, 2);
+  if (l1)
+    __builtin_prefetch(line, 0, 3);
+  else
+    __builtin_prefetch(line, 0, 2);
 #else
   Eigen::internal::prefetch(line);
 #endif
@@ -119,23 +137,27 @@ EIGEN_ALWAYS_INLINE void prefetch_l2(std::uintptr_t address) {
 class SpreadPrefetch {
  public:
   SpreadPrefetch(PrefetchLines lines, Index steps)
-      : line_(reinterpret_cast<std::uintptr_t>(lines.first)), lines_(lines.lines), steps_(steps) {}
+      : line_(reinterpret_cast<std::uintptr_t>(lines.first)), lines_(lines.lines), steps_(steps),
+        l1_(lines.l1) {}
   EIGEN_ALWAYS_INLINE void step() {
-    for (due_ += lines_; due_ >= steps_; due_ -= steps_, line_ += 64) prefetch_l2(line_);
+    for (due_ += lines_; due_ >= steps_; due_ -= steps_, line_ += 64) prefetch_line(line_, l1_);
   }
 
  private:
   std::uintptr_t line_;
   Index lines_, steps_, due_ = 0;
+  bool l1_;
 };
 
 /// The share of `next` (`bytes` bytes, whole cache lines) that tile `tile` of `tiles` prefetches:
 /// the tiles of a pass split the next pass's block evenly, so that it streams in at the pace of
-/// the arithmetic instead of in a burst when the pass begins.
+/// the arithmetic instead of in a burst when the pass begins. Into L1 when the pass has at most
+/// prefetch_l1_max_tiles tiles.
 inline PrefetchLines prefetch_share(const void* next, Index bytes, Index tile, Index tiles) {
   const Index lines = next == nullptr ? 0 : bytes / 64;
   const Index from = tile * lines / tiles, to = (tile + 1) * lines / tiles;
-  return {next == nullptr ? nullptr : static_cast<const char*>(next) + 64 * from, to - from};
+  return {next == nullptr ? nullptr : static_cast<const char*>(next) + 64 * from, to - from,
+          tiles <= prefetch_l1_max_tiles};
 }
 
 /// c[0:MR, 0:NR*lanes] = start + a[0:MR, 0:k] * b[0:k, 0:NR*lanes] (start at the tile's origin),
@@ -325,8 +347,8 @@ NextBlock next_packed_block(const B* packed, Index k, Index n, Index j, Index k0
 /// packed[j * k]. col_begin must start a panel and col_end end one. Each panel is streamed in
 /// order, in passes of packed_gemm_kc rows (the first starting from `start`, the others from c).
 /// A pass's first row tile prefetches ahead of the rows it reads, and all its row tiles together
-/// prefetch the block the next pass reads, into L2 at the pace of the arithmetic rather than in a
-/// burst when that pass begins. Measured (bench_stack Stack12, -march=native, against the build
+/// prefetch the block the next pass reads, at the pace of the arithmetic rather than in a burst
+/// when that pass begins (into L1 for passes of up to 64 rows, see prefetch_l1_max_tiles). Measured (bench_stack Stack12, -march=native, against the build
 /// without it, alternated 3-4 rounds, 2026-11-27): unshared stacks, whose weights stream from
 /// memory, 1.02-1.33x faster at 16-32 tokens and 1.03-1.05x at 128; shared stacks (weights in L3)
 /// and 1024 tokens the same within the noise. bfloat16 products (bf16_dot.hpp), unshared: 1.01-1.45x.
