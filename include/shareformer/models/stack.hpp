@@ -171,7 +171,8 @@ class Stack {
 
   // Thread t of n owns rows [units * t / n, units * (t + 1) / n) in units of one register tile.
   // Every scratch buffer the threads use is sized before the team: an allocation failing inside
-  // it could not be reported (see detail::parallel_team).
+  // it could not be reported (see detail::parallel_team). (Should OpenMP give a smaller team than
+  // asked, its threads own more rows and grow their bfloat16 buffer themselves: still correct.)
   void forward_shares(MatrixRef<T> h, const Batch& batch, Workspace<T>& ws, int threads) const {
     const Index tokens = batch.tokens(), unit = ops::detail::small_gemm_rows;
     const Index units = (tokens + unit - 1) / unit, most_rows = (units + threads - 1) / threads * unit;
