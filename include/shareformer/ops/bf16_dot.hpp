@@ -142,41 +142,43 @@ EIGEN_ALWAYS_INLINE void dot_tile(Index pairs, const Eigen::bfloat16* a, Index l
                                   const Eigen::bfloat16* b, Index ldb, float* c, Index ldc,
                                   GemmStart<float> start, __mmask16 last, PrefetchLines next) {
   __m512 acc[MR][NR];
-  for (int j = 0; j < NR; ++j) {
+  unrolled<NR>([&](auto j) {
     const __mmask16 mask = j == NR - 1 ? last : __mmask16(0xFFFF);
     const __m512 bias = start.bias != nullptr ? _mm512_maskz_loadu_ps(mask, start.bias + 16 * j)
                                               : _mm512_setzero_ps();
-    for (int i = 0; i < MR; ++i) {
+    unrolled<MR>([&](auto i) {
       if (start.c0 == nullptr)
         acc[i][j] = bias;
       else if (start.bias == nullptr)
         acc[i][j] = _mm512_maskz_loadu_ps(mask, start.c0 + i * start.ld + 16 * j);
       else
         acc[i][j] = _mm512_add_ps(_mm512_maskz_loadu_ps(mask, start.c0 + i * start.ld + 16 * j), bias);
-    }
-  }
+    });
+  });
   SpreadPrefetch spread(next, pairs);
   for (Index q = 0; q < pairs; ++q) {
     const Eigen::bfloat16* row = b + q * ldb;
     if constexpr (Prefetch) prefetch_ahead(row, NR * 64);
     spread.step();
     __m512bh bv[NR];
-    for (int j = 0; j < NR; ++j) {
+    unrolled<NR>([&](auto j) {
       const __m512i bits = _mm512_loadu_si512(row + 32 * j);
       std::memcpy(&bv[j], &bits, sizeof bits);
-    }
-    for (int i = 0; i < MR; ++i) {
+    });
+    unrolled<MR>([&](auto i) {
       std::int32_t pair;
       std::memcpy(&pair, a + i * lda + 2 * q, sizeof pair);
       const __m512i bits = _mm512_set1_epi32(pair);
       __m512bh av;
       std::memcpy(&av, &bits, sizeof bits);
-      for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], av, bv[j]);
-    }
+      unrolled<NR>([&](auto j) { acc[i][j] = _mm512_dpbf16_ps(acc[i][j], av, bv[j]); });
+    });
   }
-  for (int i = 0; i < MR; ++i)
-    for (int j = 0; j < NR; ++j)
+  unrolled<MR>([&](auto i) {
+    unrolled<NR>([&](auto j) {
       _mm512_mask_storeu_ps(c + i * ldc + 16 * j, j == NR - 1 ? last : __mmask16(0xFFFF), acc[i][j]);
+    });
+  });
 }
 
 /// Rows [0, m) of one panel in tiles of 8 rows (the last smaller); the first tile prefetches ahead
