@@ -182,6 +182,13 @@ BENCHMARK(GemmRoute)
     ->ArgNames({"tokens", "in", "out", "threads", "route"})
     ->ArgsProduct({{16, 64, 128, 256, 512, 1024, 4096}, {768}, {2304, 3072}, {1, 2}, {0, 1, 2, 3, 4}})
     ->ArgsProduct({{16, 64, 128, 256, 512, 1024, 4096}, {3072}, {768}, {1, 2}, {0, 1, 2, 3, 4}})
+    // The rest of the products of the peer table's 16- and 32-token cells (packed, as the CLI
+    // runs them): bert-base's 768 -> 768 and 32-token products, and the seed model's (d = 512).
+    ->ArgsProduct({{16, 32}, {768}, {768}, {1, 2}, {3}})
+    ->ArgsProduct({{32}, {768}, {2304, 3072}, {1, 2}, {3}})
+    ->ArgsProduct({{32}, {3072}, {768}, {1, 2}, {3}})
+    ->ArgsProduct({{16, 32}, {512}, {512, 1536, 2048}, {1, 2}, {3}})
+    ->ArgsProduct({{16, 32}, {2048}, {512}, {1, 2}, {3}})
     ->UseRealTime();
 BENCHMARK(GemmStream)
     ->ArgNames({"tokens", "in", "out", "threads", "route"})
