@@ -65,7 +65,10 @@ def measure(args, raw):
 def best_other(run_dir):
     """(model, tokens, threads) -> best median of PyTorch and ONNX Runtime, shared rows, ms."""
     best = {}
-    text = (pathlib.Path(run_dir) / "table.md").read_text()
+    path = pathlib.Path(run_dir) / "table.md"
+    text = path.read_text()
+    if "## Forward time" not in text:
+        raise SystemExit(f"{path}: no '## Forward time' table (not a peer run's table.md?)")
     times = text.split("## Forward time", 1)[1].split("\n## ", 1)[0]  # the first table only
     for line in times.splitlines():
         cols = [c.strip() for c in line.split("|")]
@@ -82,8 +85,10 @@ def best_other(run_dir):
 def read_raw(path):
     """peaks, times as measure() returns them, from its raw.txt."""
     peaks, times = [], []
-    for line in pathlib.Path(path).read_text().splitlines():
+    for number, line in enumerate(pathlib.Path(path).read_text().splitlines(), 1):
         m = re.match(r"round (\d+) (.*)", line)
+        if not m:
+            raise SystemExit(f"{path}:{number}: not a line products_floor.py wrote: {line!r}")
         r, rest = int(m[1]) - 1, m[2]
         while len(times) <= r:
             times.append({})
@@ -92,6 +97,8 @@ def read_raw(path):
             continue
         m = re.match(r'"GemmRoute/tokens:(\d+)/in:(\d+)/out:(\d+)/threads:(\d)/route:3/real_time_median",'
                      r'\d+,([0-9.e+]+),', rest)
+        if not m:
+            raise SystemExit(f"{path}:{number}: not a GemmRoute median or a peak: {line!r}")
         times[r][tuple(int(x) for x in m.groups()[:4])] = float(m[5]) / 1e6
     return peaks, times
 
@@ -106,12 +113,12 @@ def main():
     ap.add_argument("runs", nargs="*", help="peer result directories (with table.md) to compare with")
     args = ap.parse_args()
     out = pathlib.Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     if args.from_raw:
         peaks, times = read_raw(out / "raw.txt")
     else:
         if not args.bench_ops or not args.peak:
             ap.error("--bench-ops and --peak are needed to measure (or --from-raw)")
+        out.mkdir(parents=True, exist_ok=True)
         with open(out / "raw.txt", "w") as raw:
             peaks, times = measure(args, raw)
     peers = {pathlib.Path(r).name: best_other(r) for r in args.runs}

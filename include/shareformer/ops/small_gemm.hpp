@@ -367,8 +367,9 @@ NextBlock next_packed_block(const B* packed, Index k, Index n, Index j, Index k0
 /// order, in passes of packed_gemm_kc rows (the first starting from `start`, the others from c).
 /// A pass's first row tile prefetches ahead of the rows it reads, and all its row tiles together
 /// prefetch the block the next pass reads, at the pace of the arithmetic rather than in a burst
-/// when that pass begins (into L1 for passes of up to 64 rows, see prefetch_l1_max_tiles). Measured (bench_stack Stack12, -march=native, against the build
-/// without it, alternated 3-4 rounds, 2026-11-27): unshared stacks, whose weights stream from
+/// when that pass begins (into L1 for passes of up to 64 rows, see prefetch_l1_max_tiles).
+/// Measured (bench_stack Stack12, -march=native, against the build without it, alternated 3-4
+/// rounds, 2026-11-27): unshared stacks, whose weights stream from
 /// memory, 1.02-1.33x faster at 16-32 tokens and 1.03-1.05x at 128; shared stacks (weights in L3)
 /// and 1024 tokens the same within the noise. bfloat16 products (bf16_dot.hpp), unshared: 1.01-1.45x.
 /// epilogue(first column, columns) runs on a panel as soon as it is done.
