@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <limits>
 #include <string>
@@ -33,7 +34,8 @@ TYPED_TEST_SUITE(Packed, sf::testing::Scalars);
 // Shapes that reach every panel kind: full panels, single packets, and fewer columns than a packet
 // (for every SIMD width from SSE's 4 floats to AVX-512's 16), rows below, at and above a tile.
 const std::vector<std::tuple<Index, Index, Index>> shapes = {
-    {1, 7, 3}, {8, 64, 48}, {17, 300, 53}, {9, 1, 129}, {5, 768, 100}, {40, 33, 97}, {3, 0, 20}};
+    {1, 7, 3},   {8, 64, 48},   {17, 300, 53}, {9, 1, 129}, {5, 768, 100},
+    {40, 33, 97}, {150, 40, 53}, {3, 0, 20},   {133, 0, 7}};
 
 }  // namespace
 
@@ -85,6 +87,18 @@ TEST(PackedPrefetch, RowTilesShareTheNextBlockOutExactly) {
       EXPECT_EQ(total, bytes / 64) << bytes << " bytes, " << tiles << " tiles";
     }
   EXPECT_EQ(sf::ops::detail::prefetch_share(nullptr, 6400, 0, 1).lines, 0);
+}
+
+TEST(PackedRowBlocks, RowsRunWholeWhileTheirActivationsFitInL2) {
+  using sf::ops::detail::packed_gemm_block_rows;
+  const Index block = sf::ops::detail::packed_gemm_rows;
+  EXPECT_EQ(packed_gemm_block_rows<float>(100, 10, 4000), 100) << "4000 bytes fit in 4000";
+  EXPECT_EQ(packed_gemm_block_rows<float>(100, 10, 3999), block);
+  EXPECT_EQ(packed_gemm_block_rows<double>(100, 10, 4000), block) << "8000 bytes";
+  EXPECT_EQ(packed_gemm_block_rows<float>(1024, 768, 2 << 20), block) << "3 MiB in a 2 MiB L2";
+  EXPECT_EQ(packed_gemm_block_rows<float>(256, 768, 1 << 20), 256) << "768 KiB in a 1 MiB L2";
+  EXPECT_EQ(packed_gemm_block_rows<float>(0, 768, 1 << 20), 1) << "no rows: one empty block";
+  EXPECT_GT(sf::ops::detail::packed_gemm_l2_bytes(), 0);
 }
 
 TYPED_TEST(Packed, EachPassPrefetchesTheBlockTheNextPassReads) {
@@ -155,30 +169,40 @@ TYPED_TEST(Packed, GemmMatchesNaiveAndTheUnpackedKernelBitForBit) {
   }
 }
 
-TYPED_TEST(Packed, EpilogueSeesEveryColumnOnceWhenItIsFinal) {
+TYPED_TEST(Packed, EpilogueSeesEveryElementOnceWhenItIsFinal) {
   using T = TypeParam;
-  const Index m = 11, k = 70, n = 3 * 16 * 2 + 16 + 5;  // every panel kind for SSE to AVX-512
-  const RowMatrix<T> a = random_matrix<T>(m, k, 5), b = random_matrix<T>(k, n, 6);
-  const sf::ops::PackedMatrix<T> packed(b);
-  const naive::M product = naive::linear(a.template cast<double>(), b.template cast<double>(),
-                                         naive::M::Zero(1, n));
-  for (int threads : {1, 2}) {
-    RowMatrix<T> c = RowMatrix<T>::Zero(m, n);
-    std::vector<int> seen(static_cast<std::size_t>(n), 0);
-    bool complete = true;
-    sf::ops::GemmScratch<T> scratch;
-    sf::ops::gemm_accumulate<T>(a, packed, c, threads, scratch,
-                                [&](Index row, Index rows, Index col, Index cols) {
-      // The block must already hold its final values.
-      for (Index i = row; i < row + rows; ++i)
-        for (Index j = col; j < col + cols; ++j)
-          if (std::abs(double(c(i, j)) - product(i, j)) > this->tol() * 10) complete = false;
-      EXPECT_EQ(row, 0);
-      EXPECT_EQ(rows, m);
-      for (Index j = col; j < col + cols; ++j) ++seen[static_cast<std::size_t>(j)];
-    });
-    EXPECT_TRUE(complete) << "an epilogue ran before its block was final";
-    for (Index j = 0; j < n; ++j) EXPECT_EQ(seen[static_cast<std::size_t>(j)], 1) << "column " << j;
+  const Index k = 70, n = 3 * 16 * 2 + 16 + 5;  // every panel kind for SSE to AVX-512
+  // Rows in one block; in test_packed_blocked (4 KiB "L2"), whole blocks of rows and a partial one.
+  for (Index m : {Index(7), 2 * sf::ops::detail::packed_gemm_rows + 5}) {
+    const Index block = sf::ops::detail::packed_gemm_block_rows<T>(m, k);
+#if SHAREFORMER_PACKED_GEMM_L2_BYTES > 0
+    EXPECT_EQ(block, m == 7 ? m : sf::ops::detail::packed_gemm_rows) << m << " rows";
+#endif
+    const RowMatrix<T> a = random_matrix<T>(m, k, 5), b = random_matrix<T>(k, n, 6);
+    const sf::ops::PackedMatrix<T> packed(b);
+    const naive::M product = naive::linear(a.template cast<double>(), b.template cast<double>(),
+                                           naive::M::Zero(1, n));
+    for (int threads : {1, 2}) {
+      RowMatrix<T> c = RowMatrix<T>::Zero(m, n);
+      Eigen::MatrixXi seen = Eigen::MatrixXi::Zero(m, n);
+      std::atomic<bool> complete{true};
+      std::atomic<Index> wrong_block{-1};
+      sf::ops::GemmScratch<T> scratch;
+      sf::ops::gemm_accumulate<T>(a, packed, c, threads, scratch,
+                                  [&](Index row, Index rows, Index col, Index cols) {
+        // The block must already hold its final values.
+        for (Index i = row; i < row + rows; ++i)
+          for (Index j = col; j < col + cols; ++j)
+            if (std::abs(double(c(i, j)) - product(i, j)) > this->tol() * 10) complete = false;
+        // Blocks of `block` rows from row 0, the last one partial.
+        if (row % block != 0 || rows != std::min(block, m - row)) wrong_block = row;
+        seen.block(row, col, rows, cols).array() += 1;
+      });
+      const std::string where = std::to_string(m) + " rows, " + std::to_string(threads) + " threads";
+      EXPECT_TRUE(complete) << "an epilogue ran before its block was final: " << where;
+      EXPECT_EQ(wrong_block, -1) << "a block of rows other than packed_gemm_block_rows: " << where;
+      EXPECT_TRUE((seen.array() == 1).all()) << "an element seen other than once: " << where;
+    }
   }
 }
 

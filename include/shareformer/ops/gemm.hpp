@@ -215,8 +215,7 @@ void gemm_into(ConstMatrixRef<T> a, const PackedMatrix<T, B>& b, GemmStart<T> st
   shareformer::detail::parallel_chunks(n, detail::small_gemm_panel<T>, threads,
                                        [&](Index begin, Index end, int) {
     detail::packed_gemm<T>(m, k, a.data(), a.outerStride(), b.data(), n, c.data(), c.outerStride(),
-                           start, begin, end,
-                           [&](Index col, Index cols) { epilogue(Index(0), m, col, cols); });
+                           start, begin, end, epilogue);
   });
 }
 

@@ -361,21 +361,40 @@ NextBlock next_packed_block(const B* packed, Index k, Index n, Index j, Index k0
           std::min(packed_gemm_kc, k) * packed_panel_width<T>(j + w, n) * Index{sizeof(B)}};
 }
 
-/// c (m, n) = start + a (m, k) * b (k, n) for columns [col_begin, col_end), b packed panel by
-/// panel (see PackedMatrix): the panel starting at column j holds its k rows contiguously from
-/// packed[j * k]. col_begin must start a panel and col_end end one. Each panel is streamed in
-/// order, in passes of packed_gemm_kc rows (the first starting from `start`, the others from c).
-/// A pass's first row tile prefetches ahead of the rows it reads, and all its row tiles together
-/// prefetch the block the next pass reads, at the pace of the arithmetic rather than in a burst
-/// when that pass begins (into L1 for passes of up to 64 rows, see prefetch_l1_max_tiles).
-/// Measured (bench_stack Stack12, -march=native, against the build without it, alternated 3-4
-/// rounds, 2026-11-27): unshared stacks, whose weights stream from
-/// memory, 1.02-1.33x faster at 16-32 tokens and 1.03-1.05x at 128; shared stacks (weights in L3)
-/// and 1024 tokens the same within the noise. bfloat16 products (bf16_dot.hpp), unshared: 1.01-1.45x.
-/// epilogue(first column, columns) runs on a panel as soon as it is done.
+/// Rows of one block of a product with packed weights whose activations do not fit in L2 (see
+/// packed_gemm_block_rows). bench_ops GemmRoute (Intel Xeon, 2 MiB L2, 512-4096 rows, 3 rounds):
+/// blocks of 64 rows 1.03-1.25x faster than no blocks, 128 the same as 64, 256 slower than 64.
+#ifndef SHAREFORMER_PACKED_GEMM_ROWS
+#define SHAREFORMER_PACKED_GEMM_ROWS 64
+#endif
+inline constexpr Index packed_gemm_rows = SHAREFORMER_PACKED_GEMM_ROWS;
+
+/// Bytes of activations that a product with packed weights takes in one block of rows; 0 (the
+/// default) means the L2 size that Eigen reads from the CPU (Eigen::l2CacheSize()).
+#ifndef SHAREFORMER_PACKED_GEMM_L2_BYTES
+#define SHAREFORMER_PACKED_GEMM_L2_BYTES 0
+#endif
+inline Index packed_gemm_l2_bytes() {
+  static const Index bytes = SHAREFORMER_PACKED_GEMM_L2_BYTES > 0
+                                 ? Index{SHAREFORMER_PACKED_GEMM_L2_BYTES}
+                                 : static_cast<Index>(Eigen::l2CacheSize());
+  return bytes;
+}
+
+/// Rows packed_gemm takes at a time for a product over m rows of depth k: all of them while their
+/// activations (m x k of T) fit in `l2` bytes, else blocks of packed_gemm_rows. A block's
+/// activations then stay in L2 while every panel of the weights streams past them, instead of
+/// coming again from L3 for every panel.
+template <typename T>
+Index packed_gemm_block_rows(Index m, Index k, Index l2 = packed_gemm_l2_bytes()) {
+  return m * k * Index{sizeof(T)} <= l2 ? std::max<Index>(m, 1) : packed_gemm_rows;
+}
+
+/// packed_gemm on rows [0, m) only: panel by panel, each in passes of packed_gemm_kc.
 template <typename T, typename B, typename Epilogue>
-void packed_gemm(Index m, Index k, const T* a, Index lda, const B* packed, Index n, T* c, Index ldc,
-                 GemmStart<T> start, Index col_begin, Index col_end, Epilogue&& epilogue) {
+void packed_gemm_block(Index m, Index k, const T* a, Index lda, const B* packed, Index n, T* c,
+                       Index ldc, GemmStart<T> start, Index col_begin, Index col_end,
+                       Epilogue&& epilogue) {
   for (Index j = col_begin; j < col_end;) {
     const Index w = packed_panel_width<T>(j, n);
     const B* panel = packed + j * k;
@@ -398,6 +417,38 @@ void packed_gemm(Index m, Index k, const T* a, Index lda, const B* packed, Index
     epilogue(j, w);
     j += w;
   }
+}
+
+/// c (m, n) = start + a (m, k) * b (k, n) for columns [col_begin, col_end), b packed panel by
+/// panel (see PackedMatrix): the panel starting at column j holds its k rows contiguously from
+/// packed[j * k]. col_begin must start a panel and col_end end one. Rows go in blocks (all of them
+/// at once while their activations fit in L2, see packed_gemm_block_rows); within a block, each
+/// panel is streamed in order, in passes of packed_gemm_kc rows (the first starting from `start`,
+/// the others from c).
+/// A pass's first row tile prefetches ahead of the rows it reads, and all its row tiles together
+/// prefetch the block the next pass reads, at the pace of the arithmetic rather than in a burst
+/// when that pass begins (into L1 for passes of up to 64 rows, see prefetch_l1_max_tiles).
+/// Measured (bench_stack Stack12, -march=native, against the build without it, alternated 3-4
+/// rounds, 2026-11-27): unshared stacks, whose weights stream from
+/// memory, 1.02-1.33x faster at 16-32 tokens and 1.03-1.05x at 128; shared stacks (weights in L3)
+/// and 1024 tokens the same within the noise. bfloat16 products (bf16_dot.hpp), unshared: 1.01-1.45x.
+/// The row blocks, measured on an Intel Xeon with a 2 MiB L2 (2026-11-28, 3 alternated rounds,
+/// bench_stack Stack12 bert-base, against the build that runs all rows at once): 1.01-1.10x
+/// faster at 8 x 128 and 1 x 512 tokens on one thread, 1.00-1.07x on two; 128 tokens, which fit,
+/// unchanged. Always blocking rows instead lost up to 5 % where they fit.
+/// epilogue(first row, rows, first column, columns) runs on a block of c as soon as it is done.
+template <typename T, typename B, typename Epilogue>
+void packed_gemm(Index m, Index k, const T* a, Index lda, const B* packed, Index n, T* c, Index ldc,
+                 GemmStart<T> start, Index col_begin, Index col_end, Epilogue&& epilogue) {
+  const Index block = packed_gemm_block_rows<T>(m, k);
+  Index r = 0;
+  do {  // at least once: with no rows, the epilogue still sees every column
+    const Index rows = std::min(block, m - r);
+    packed_gemm_block<T>(rows, k, a + r * lda, lda, packed, n, c + r * ldc, ldc, start.at(r, 0),
+                         col_begin, col_end,
+                         [&](Index col, Index cols) { epilogue(r, rows, col, cols); });
+    r += block;
+  } while (r < m);
 }
 
 }  // namespace shareformer::ops::detail
