@@ -201,6 +201,10 @@ def main():
                     help="where the ONNX files are exported to (and reused from)")
     ap.add_argument("--keep-openblas-env", action="store_true",
                     help="do not remove OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE (slow PyTorch)")
+    ap.add_argument("--pytorch-openblas-coretype", metavar="CORE",
+                    help="OPENBLAS_CORETYPE for the PyTorch worker only (e.g. SkylakeX), for a CPU "
+                         "that Debian's OpenBLAS 0.3.21 does not recognise and runs with its SSE3 "
+                         "(Prescott) kernels: OPENBLAS_VERBOSE=2 prints the core it picked")
     ap.add_argument("--max-load", type=float, default=0.0,
                     help="before each round, wait (up to --max-wait s) until the 1-minute load "
                          "average is below this (default 0: do not wait)")
@@ -235,6 +239,11 @@ def main():
             if v in env:
                 removed[v] = env.pop(v)
     notes = []
+    torch_env = {}
+    if args.pytorch_openblas_coretype:
+        torch_env["OPENBLAS_CORETYPE"] = args.pytorch_openblas_coretype
+        notes.append(f"PyTorch ran with `OPENBLAS_CORETYPE={args.pytorch_openblas_coretype}` "
+                     "(--pytorch-openblas-coretype): OpenBLAS did not recognise this CPU.")
 
     # Peers available?
     sf = None
@@ -280,7 +289,7 @@ def main():
     for t in threads_list:
         if "pytorch" in peers:
             wenv = dict(env, OMP_WAIT_POLICY="PASSIVE", OMP_NUM_THREADS=str(t),
-                        OPENBLAS_NUM_THREADS=str(t))
+                        OPENBLAS_NUM_THREADS=str(t), **torch_env)
             workers[("pytorch", t)] = Worker(f"pytorch/{t}", [sys.executable, "torch_worker.py",
                                                                str(t)], wenv)
         if "onnxruntime" in peers:
@@ -371,7 +380,7 @@ def main():
             "removed_from_peers_env": removed,
             "pytorch_worker_env": {"OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": "threads",
                                    "OPENBLAS_NUM_THREADS": "threads",
-                                   "torch.set_num_threads": "threads"},
+                                   "torch.set_num_threads": "threads", **torch_env},
         },
         "peak_gflops": peak,
         "onnx_models": onnx_manifest,
