@@ -131,11 +131,13 @@ TYPED_TEST(Ops, AttentionMatchesNaiveForEveryMaskKind) {
 }
 
 TYPED_TEST(Ops, AttentionMatchesNaiveOnLongSequences) {
-  // 300 keys: the P V product runs over k in two passes of the kernel; d_head 64 = whole packets,
-  // one key count (277) that is not.
+  // 800 keys: the P V product runs over k in two passes of the packed kernel (packed_gemm_kc =
+  // 768 keys, then the rest); d_head 64 = whole packets (a 3-packet panel and a 1-packet one), and
+  // one key count (777) that is not a whole number of panels: Q K^T's last 9 columns are scalar.
   using T = TypeParam;
-  const Index d = 128, heads = 2, s = 300;
-  const sf::Batch batch = sf::Batch::padded(s, {300, 277});
+  const Index d = 128, heads = 2, s = 800;
+  static_assert(sf::ops::detail::packed_gemm_kc < 800, "two passes over the keys");
+  const sf::Batch batch = sf::Batch::padded(s, {800, 777});
   const RowMatrix<T> qkv = random_matrix<T>(batch.tokens(), 3 * d, 12);
   const naive::M q = qkv.leftCols(d).template cast<double>(),
                  k = qkv.middleCols(d, d).template cast<double>(),

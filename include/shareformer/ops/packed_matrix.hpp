@@ -11,6 +11,21 @@
 
 namespace shareformer::ops {
 
+namespace detail {
+/// Writes m (rows, cols) into out (m.size() elements of B) in PackedMatrix<T, B>'s panel layout.
+template <typename T, typename B, typename Derived>
+void pack_panels(const Eigen::MatrixBase<Derived>& m, B* out) {
+  const Index rows = m.rows(), cols = m.cols();
+  for (Index j = 0; j < cols;) {
+    const Index w = packed_panel_width<T>(j, cols);
+    B* panel = out + j * rows;
+    for (Index p = 0; p < rows; ++p)
+      for (Index c = 0; c < w; ++c) panel[p * w + c] = static_cast<B>(m(p, j + c));
+    j += w;
+  }
+}
+}  // namespace detail
+
 /// A (rows, cols) matrix for the right-hand side of products in T, stored as B (T, or bfloat16 for
 /// T = float) in column panels: the panel starting at column j is detail::packed_panel_width<T>(j,
 /// cols) columns wide (3 SIMD packets, then single packets, then what is left) and holds its rows
@@ -28,13 +43,7 @@ class PackedMatrix {
   template <typename Derived>
   explicit PackedMatrix(const Eigen::MatrixBase<Derived>& m)
       : rows_(m.rows()), cols_(m.cols()), data_(static_cast<std::size_t>(m.size())) {
-    for (Index j = 0; j < cols_;) {
-      const Index w = detail::packed_panel_width<T>(j, cols_);
-      B* panel = data_.data() + j * rows_;
-      for (Index p = 0; p < rows_; ++p)
-        for (Index c = 0; c < w; ++c) panel[p * w + c] = static_cast<B>(m(p, j + c));
-      j += w;
-    }
+    detail::pack_panels<T>(m, data_.data());
   }
 
   Index rows() const { return rows_; }

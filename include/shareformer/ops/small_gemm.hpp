@@ -435,7 +435,8 @@ void packed_gemm_block(Index m, Index k, const T* a, Index lda, const B* packed,
 /// The row blocks, measured on an Intel Xeon with a 2 MiB L2 (2026-11-28, 3 alternated rounds,
 /// bench_stack Stack12 bert-base, against the build that runs all rows at once): 1.01-1.10x
 /// faster at 8 x 128 and 1 x 512 tokens on one thread, 1.00-1.07x on two; 128 tokens, which fit,
-/// unchanged. Always blocking rows instead lost up to 5 % where they fit.
+/// unchanged. Always blocking rows instead lost 1-10 % where they fit (1 x 128: 0.95-0.99x; 1 x 512
+/// on 2 threads, 256 rows per thread: 0.90-0.99x in two A/Bs).
 /// epilogue(first row, rows, first column, columns) runs on a block of c as soon as it is done.
 template <typename T, typename B, typename Epilogue>
 void packed_gemm(Index m, Index k, const T* a, Index lda, const B* packed, Index n, T* c, Index ldc,
