@@ -96,7 +96,8 @@ const Streamed& streamed(Index k, Index n) {
 // range: tokens, in, out, threads, route. Each iteration multiplies by the next of twelve weight
 // matrices, so the weights stream from memory as in an unshared stack (GemmRoute's one matrix
 // stays in cache). Routes: 0 = small_gemm on the row-major float weights, 2 = the same on
-// row-major bfloat16, 3 = packed float (PackedMatrix), 4 = packed bfloat16.
+// row-major bfloat16, 3 = packed float (PackedMatrix), 4 = packed bfloat16. weight_bytes/s, the
+// weights' bytes read per second, is to be set against StreamRead's for the same shape and threads.
 void GemmStream(benchmark::State& state) {
   const Index t = state.range(0), k = state.range(1), n = state.range(2);
   const int threads = static_cast<int>(state.range(3));
@@ -125,6 +126,31 @@ void GemmStream(benchmark::State& state) {
   }
   state.counters["FLOP/s"] = benchmark::Counter(2.0 * static_cast<double>(t * k * n),
                                                 benchmark::Counter::kIsIterationInvariantRate);
+  // Bytes of one weight matrix: bfloat16 (2) on routes 2 and 4, float (4) on the others.
+  const double bytes = static_cast<double>(k * n) * (route == 2 || route == 4 ? 2.0 : 4.0);
+  state.counters["weight_bytes/s"] = benchmark::Counter(bytes, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// The bound GemmStream's weight_bytes/s is to be read against: the same twelve packed float
+// matrices, each summed in turn with Eigen's vectorised sum (split over the threads), which does
+// nothing but read them. range: in, out, threads.
+void StreamRead(benchmark::State& state) {
+  const Index k = state.range(0), n = state.range(1);
+  const int threads = static_cast<int>(state.range(2));
+  const Streamed& w = streamed(k, n);
+  const Index size = k * n;
+  std::vector<float> sums(static_cast<std::size_t>(threads));
+  std::size_t next = 0;
+  for (auto _ : state) {
+    const float* data = w.packed[next].data();
+    sf::detail::parallel_chunks(size, 4096, threads, [&](Index begin, Index end, int t) {
+      sums[static_cast<std::size_t>(t)] += Eigen::Map<const Eigen::ArrayXf>(data + begin, end - begin).sum();
+    });
+    benchmark::DoNotOptimize(sums.data());
+    next = (next + 1) % w.packed.size();
+  }
+  state.counters["weight_bytes/s"] = benchmark::Counter(static_cast<double>(w.packed[0].bytes()),
+                                                        benchmark::Counter::kIsIterationInvariantRate);
 }
 
 // range: batch, seq_len, threads; d 768, 12 heads.
@@ -194,6 +220,11 @@ BENCHMARK(GemmStream)
     ->ArgNames({"tokens", "in", "out", "threads", "route"})
     ->ArgsProduct({{16, 32, 64, 128}, {768}, {3072}, {1, 2}, {0, 2, 3, 4}})
     ->ArgsProduct({{16, 32, 64, 128}, {3072}, {768}, {1, 2}, {0, 2, 3, 4}})
+    ->UseRealTime();
+BENCHMARK(StreamRead)
+    ->ArgNames({"in", "out", "threads"})
+    ->ArgsProduct({{768}, {3072}, {1, 2}})
+    ->ArgsProduct({{3072}, {768}, {1, 2}})
     ->UseRealTime();
 BENCHMARK(Attention)->ArgNames({"batch", "seq", "threads"})->ArgsProduct({{1, 8}, {16, 128, 512}, {1, 2}})->UseRealTime();
 BENCHMARK(LayerNorm)->ArgNames({"tokens", "d"})->Args({16, 768})->Args({1024, 768});
