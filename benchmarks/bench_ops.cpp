@@ -76,7 +76,8 @@ void GemmRoute(benchmark::State& state) {
 }
 
 // Twelve different (k, n) weight matrices, made once per shape and kept: 113 MiB for bert-base's
-// FFN, more than the last-level cache, as in an unshared 12-layer stack.
+// FFN, as in an unshared 12-layer stack; more than a 32 MiB L3 (the AMD machine's), though a
+// larger one (the Intel machine's 260 MiB, shared with other tenants) may hold part of them.
 struct Streamed {
   std::vector<sf::RowMatrix<float>> plain;
   std::vector<sf::ops::PackedMatrix<float>> packed;
