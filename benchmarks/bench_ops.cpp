@@ -9,6 +9,11 @@
 #include <utility>
 #include <vector>
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#endif
+
 namespace sf = shareformer;
 using sf::Index;
 
@@ -94,16 +99,43 @@ const Streamed& streamed(Index k, Index n) {
   return s;
 }
 
+// Route 5's weights: the same packed float matrices as route 3's, but in 4 KiB pages: transparent
+// huge pages are switched off for the process (prctl) while they are packed, and the advice to use
+// them is then withdrawn (else khugepaged merges their pages into huge ones within minutes), so
+// that route 3 against route 5 measures what HugePageAllocator's huge pages give. Empty off Linux.
+const std::vector<sf::ops::PackedMatrix<float>>& small_pages(Index k, Index n) {
+  static std::map<std::pair<Index, Index>, std::vector<sf::ops::PackedMatrix<float>>> cache;
+  auto& packed = cache[{k, n}];
+#if defined(__linux__)
+  if (packed.empty()) {
+    prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    for (const auto& b : streamed(k, n).plain) {
+      packed.emplace_back(b);
+      madvise(const_cast<float*>(packed.back().data()), packed.back().bytes(), MADV_NOHUGEPAGE);
+    }
+    prctl(PR_SET_THP_DISABLE, 0, 0, 0, 0);
+  }
+#endif
+  return packed;
+}
+
 // range: tokens, in, out, threads, route. Each iteration multiplies by the next of twelve weight
 // matrices, so the weights stream from memory as in an unshared stack (GemmRoute's one matrix
 // stays in cache). Routes: 0 = small_gemm on the row-major float weights, 2 = the same on
-// row-major bfloat16, 3 = packed float (PackedMatrix), 4 = packed bfloat16. weight_bytes/s, the
-// weights' bytes read per second, is to be set against StreamRead's for the same shape and threads.
+// row-major bfloat16, 3 = packed float (PackedMatrix), 4 = packed bfloat16, 5 = packed float in
+// 4 KiB pages (see small_pages; run with --benchmark_enable_random_interleaving against route 3).
+// weight_bytes/s, the weights' bytes read per second, is to be set against StreamRead's for the
+// same shape and threads.
 void GemmStream(benchmark::State& state) {
   const Index t = state.range(0), k = state.range(1), n = state.range(2);
   const int threads = static_cast<int>(state.range(3));
   const auto route = state.range(4);
   const Streamed& w = streamed(k, n);
+  const auto& packed = route == 5 ? small_pages(k, n) : w.packed;
+  if (packed.empty()) {
+    state.SkipWithError("4 KiB-page weights need Linux (prctl)");
+    return;
+  }
   std::vector<sf::RowMatrix<Eigen::bfloat16>> b16;
   if (route == 2)
     for (const auto& b : w.plain) b16.emplace_back(b.cast<Eigen::bfloat16>());
@@ -115,8 +147,8 @@ void GemmStream(benchmark::State& state) {
     c.setZero();
     if (route == 2)
       sf::ops::gemm_accumulate<float>(a, b16[next], c, threads, scratch);
-    else if (route == 3)
-      sf::ops::gemm_accumulate<float>(a, w.packed[next], c, threads, scratch);
+    else if (route == 3 || route == 5)
+      sf::ops::gemm_accumulate<float>(a, packed[next], c, threads, scratch);
     else if (route == 4)
       sf::ops::gemm_accumulate<float>(a, w.packed16[next], c, threads, scratch);
     else
@@ -221,6 +253,7 @@ BENCHMARK(GemmStream)
     ->ArgNames({"tokens", "in", "out", "threads", "route"})
     ->ArgsProduct({{16, 32, 64, 128}, {768}, {3072}, {1, 2}, {0, 2, 3, 4}})
     ->ArgsProduct({{16, 32, 64, 128}, {3072}, {768}, {1, 2}, {0, 2, 3, 4}})
+    ->ArgsProduct({{16, 32, 128}, {768}, {3072}, {1, 2}, {5}})
     ->UseRealTime();
 BENCHMARK(StreamRead)
     ->ArgNames({"in", "out", "threads"})

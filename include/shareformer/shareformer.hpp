@@ -8,6 +8,7 @@
 #include <shareformer/core/config.hpp>
 #include <shareformer/core/encoder_config.hpp>
 #include <shareformer/core/error.hpp>
+#include <shareformer/core/huge_pages.hpp>
 #include <shareformer/core/parallel.hpp>
 #include <shareformer/core/types.hpp>
 

@@ -4,6 +4,7 @@
 // FMA per instruction), or by a portable loop that computes the same sums where it is missing.
 #pragma once
 
+#include <shareformer/core/huge_pages.hpp>
 #include <shareformer/core/parallel.hpp>
 #include <shareformer/core/types.hpp>
 #include <shareformer/ops/gemm.hpp>
@@ -87,7 +88,7 @@ class Bf16PairMatrix {
   Index rows_ = 0;
   Index cols_ = 0;
   Index pairs_ = 0;
-  std::vector<Eigen::bfloat16, Eigen::aligned_allocator<Eigen::bfloat16>> data_;
+  std::vector<Eigen::bfloat16, HugePageAllocator<Eigen::bfloat16>> data_;  // huge pages where given
 };
 
 namespace detail {

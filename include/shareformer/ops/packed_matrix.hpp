@@ -2,6 +2,7 @@
 // PackedMatrix: a weight matrix laid out panel by panel, the order the small-product kernel reads it.
 #pragma once
 
+#include <shareformer/core/huge_pages.hpp>
 #include <shareformer/core/types.hpp>
 #include <shareformer/ops/small_gemm.hpp>
 
@@ -64,7 +65,7 @@ class PackedMatrix {
  private:
   Index rows_ = 0;
   Index cols_ = 0;
-  std::vector<B, Eigen::aligned_allocator<B>> data_;
+  std::vector<B, HugePageAllocator<B>> data_;  // in huge pages where Linux gives them
 };
 
 }  // namespace shareformer::ops
