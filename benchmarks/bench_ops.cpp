@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: MIT
 // The ops of a layer on their own: the projection GEMMs, attention, LayerNorm and GELU.
+#include "bench_data.hpp"
+
 #include <shareformer/shareformer.hpp>
 
 #include <benchmark/benchmark.h>
 
 #include <map>
-#include <random>
 #include <utility>
 #include <vector>
 
@@ -19,13 +20,7 @@ using sf::Index;
 
 namespace {
 
-sf::RowMatrix<float> noise(Index rows, Index cols, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> normal;
-  sf::RowMatrix<float> m(rows, cols);
-  for (Index i = 0; i < m.size(); ++i) m.data()[i] = normal(rng);
-  return m;
-}
+using bench::noise;
 
 // The start of c += a b: c itself.
 sf::ops::GemmStart<float> onto(sf::RowMatrix<float>& c) { return {c.data(), c.outerStride(), nullptr}; }

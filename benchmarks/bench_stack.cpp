@@ -1,26 +1,18 @@
 // SPDX-License-Identifier: MIT
 // One layer and whole 12-layer stacks per sharing policy and shape: FLOP/s from the analytic count
 // (a rate counter) and the unique weight bytes (a plain counter). Sharing changes bytes, not FLOPs.
+#include "bench_data.hpp"
+
 #include <shareformer/shareformer.hpp>
 
 #include <benchmark/benchmark.h>
-
-#include <random>
 
 namespace sf = shareformer;
 using sf::Index;
 
 namespace {
 
-sf::BlockConfig preset(int which) {
-  sf::BlockConfig c;  // 0: the seed's d 512, 8 heads, ff 2048; 1: bert-base d 768, 12 heads, ff 3072
-  if (which == 1) {
-    c.d_model = 768;
-    c.n_heads = 12;
-    c.d_ff = 3072;
-  }
-  return c;
-}
+using bench::preset;
 
 // How the weights are kept: as loaded (plain), also packed (Stack::pack_weights, the default), or
 // rounded to bfloat16 with a packed bfloat16 copy for products of up to ops::bf16_gemm_max_rows
@@ -43,10 +35,7 @@ void run_stack(benchmark::State& state, Index n_layers, Weights weights = Weight
   if (weights == Weights::Bf16 || weights == Weights::Packed) stack.pack_weights();
   if (weights == Weights::Bf16Products) stack.use_bf16_products();
   const sf::Batch layout = sf::Batch::uniform(batch, seq_len);
-  std::mt19937 rng(2);
-  std::normal_distribution<float> normal;
-  sf::RowMatrix<float> x(layout.tokens(), c.d_model);
-  for (Index i = 0; i < x.size(); ++i) x.data()[i] = normal(rng);
+  const sf::RowMatrix<float> x = bench::noise(layout.tokens(), c.d_model, 2);
   sf::RowMatrix<float> h = x;
   sf::Workspace<float> ws;
   for (auto _ : state) {

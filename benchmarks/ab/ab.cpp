@@ -1,0 +1,176 @@
+// SPDX-License-Identifier: MIT
+// ab: alternates variants of shareformer (modules built from ab_variant.cpp) inside one process,
+// round by round, so that a shared machine's drift falls on all of them alike. Prints each
+// variant's median time, its spread, the ratio of medians against the first variant, the median
+// of the per-round ratios, and how far each variant's output lies from the first's.
+//
+//   ab fwd  --policy unshared --model bert-base --batch 1 --seq 16 --threads 1 --rounds 40 A.so B.so
+//   ab prod --m 1024 --k 768 --n 3072 --threads 2 --reps 3 --rounds 30 A.so B.so
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <dlfcn.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace {
+
+using MakeFn = void* (*)(int, int);
+using FreeFn = void (*)(void*);
+using ForwardFn = double (*)(void*, int, int, int, const float**, long*);
+using ProductFn = double (*)(int, int, int, int, int);
+
+struct Module {
+  std::string path;
+  void* handle = nullptr;
+  MakeFn make = nullptr;
+  FreeFn free = nullptr;
+  ForwardFn forward = nullptr;
+  ProductFn product = nullptr;
+};
+
+template <typename F>
+F symbol(void* handle, const std::string& path, const char* name) {
+  void* s = dlsym(handle, name);
+  if (s == nullptr) throw std::runtime_error(fmt::format("{}: no symbol {}", path, name));
+  return reinterpret_cast<F>(s);  // NOLINT: dlsym's result is the function's address
+}
+
+Module load(const std::string& path) {
+  Module m{path};
+  // A name without a slash would be searched for on the library path, not in this folder.
+  const std::string file = path.find('/') == std::string::npos ? "./" + path : path;
+  // RTLD_LOCAL: each module keeps its own inline functions and templates.
+  m.handle = dlopen(file.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (m.handle == nullptr) throw std::runtime_error(dlerror());
+  m.make = symbol<MakeFn>(m.handle, path, "sf_ab_make");
+  m.free = symbol<FreeFn>(m.handle, path, "sf_ab_free");
+  m.forward = symbol<ForwardFn>(m.handle, path, "sf_ab_forward");
+  m.product = symbol<ProductFn>(m.handle, path, "sf_ab_product");
+  return m;
+}
+
+std::uint32_t bits(float x) {
+  std::uint32_t b = 0;
+  std::memcpy(&b, &x, sizeof b);
+  return b;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const std::size_t n = v.size();
+  return n % 2 == 1 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Alternates shareformer variants (ab_variant modules) inside one process"};
+  app.require_subcommand(1);
+  std::vector<std::string> paths;
+  int rounds = 30, threads = 1;
+  app.add_option("--rounds", rounds, "Rounds; each runs every variant once, in a rotating order")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--threads", threads, "Threads per call")->check(CLI::PositiveNumber);
+  bool expect_identical = false;
+  app.add_flag("--expect-identical", expect_identical,
+               "Exit 1 unless every variant's output equals the first's bit for bit (fwd)");
+
+  auto* fwd = app.add_subcommand("fwd", "Whole 12-layer forwards (packed weights)");
+  int policy = 0, model = 1;
+  int batch = 1, seq = 16;
+  const std::map<std::string, int> policies{
+      {"unshared", 0}, {"shared", 1}, {"shared-ffn", 2}, {"shared-attention", 3}};
+  const std::map<std::string, int> models{{"seed", 0}, {"bert-base", 1}};
+  fwd->add_option("--policy", policy)->transform(CLI::CheckedTransformer(policies))->default_str("unshared");
+  fwd->add_option("--model", model)->transform(CLI::CheckedTransformer(models))->default_str("bert-base");
+  fwd->add_option("--batch", batch)->check(CLI::PositiveNumber);
+  fwd->add_option("--seq", seq)->check(CLI::PositiveNumber);
+  fwd->add_option("modules", paths, "Variant modules; the first is the baseline")->required();
+
+  auto* prod = app.add_subcommand("prod", "Products with one packed weight matrix (in cache)");
+  int m = 1024, k = 768, n = 3072, reps = 3;
+  prod->add_option("--m", m)->check(CLI::PositiveNumber);
+  prod->add_option("--k", k)->check(CLI::PositiveNumber);
+  prod->add_option("--n", n)->check(CLI::PositiveNumber);
+  prod->add_option("--reps", reps, "Products per timing")->check(CLI::PositiveNumber);
+  prod->add_option("modules", paths, "Variant modules; the first is the baseline")->required();
+  CLI11_PARSE(app, argc, argv);
+
+  try {
+    std::vector<Module> modules;
+    modules.reserve(paths.size());
+    for (const auto& p : paths) modules.push_back(load(p));
+    const std::size_t v_count = modules.size();
+    std::vector<std::vector<double>> ms(v_count);
+    std::vector<double> max_diff(v_count, 0.0);
+    std::vector<long> differ(v_count, 0);  // elements whose bits differ from the first variant's
+    if (fwd->parsed()) {
+      std::vector<void*> stacks;
+      stacks.reserve(v_count);
+      for (auto& mod : modules) stacks.push_back(mod.make(policy, model));
+      std::vector<std::vector<float>> outputs(v_count);
+      for (std::size_t v = 0; v < v_count; ++v) {  // a first forward sizes each workspace
+        const float* out = nullptr;
+        long size = 0;
+        modules[v].forward(stacks[v], batch, seq, threads, &out, &size);
+        outputs[v].assign(out, out + size);
+      }
+      for (std::size_t v = 1; v < v_count; ++v) {
+        if (outputs[v].size() != outputs[0].size())
+          throw std::runtime_error(fmt::format("{} gives {} output values, {} gives {}", paths[v],
+                                               outputs[v].size(), paths[0], outputs[0].size()));
+        for (std::size_t i = 0; i < outputs[0].size(); ++i) {
+          const float a = outputs[0][i], b = outputs[v][i];
+          if (bits(a) == bits(b)) continue;
+          ++differ[v];
+          const double d = std::fabs(double(b) - double(a));
+          max_diff[v] = std::isnan(d) ? d : std::max(max_diff[v], d);  // a NaN stays
+        }
+      }
+      for (int r = 0; r < rounds; ++r)
+        for (std::size_t j = 0; j < v_count; ++j) {
+          const std::size_t v = (j + static_cast<std::size_t>(r)) % v_count;
+          const float* out = nullptr;
+          long size = 0;
+          ms[v].push_back(modules[v].forward(stacks[v], batch, seq, threads, &out, &size));
+        }
+      for (std::size_t v = 0; v < v_count; ++v) modules[v].free(stacks[v]);
+    } else {
+      for (auto& mod : modules) mod.product(m, k, n, threads, 1);  // packs and warms
+      for (int r = 0; r < rounds; ++r)
+        for (std::size_t j = 0; j < v_count; ++j) {
+          const std::size_t v = (j + static_cast<std::size_t>(r)) % v_count;
+          ms[v].push_back(modules[v].product(m, k, n, threads, reps));
+        }
+    }
+    const double base = median(ms[0]);
+    fmt::print("{:<40} {:>10} {:>21} {:>10} {:>10} {:>10} {:>8}\n", "variant", "median ms", "min-max",
+               "base/this", "per-round", "max |diff|", "differ");
+    bool identical = true;
+    for (std::size_t v = 0; v < v_count; ++v) {
+      std::vector<double> ratios;
+      for (std::size_t r = 0; r < ms[v].size(); ++r) ratios.push_back(ms[0][r] / ms[v][r]);
+      const auto [lo, hi] = std::minmax_element(ms[v].begin(), ms[v].end());
+      fmt::print("{:<40} {:>10.3f} {:>10.3f}-{:<10.3f} {:>10.3f} {:>10.3f} {:>10.3g} {:>8}\n", paths[v],
+                 median(ms[v]), *lo, *hi, base / median(ms[v]), median(ratios), max_diff[v], differ[v]);
+      identical = identical && differ[v] == 0;
+    }
+    if (expect_identical && fwd->parsed() && !identical) {
+      fmt::print(stderr, "ab: the variants' outputs differ\n");
+      return 1;
+    }
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "ab: {}\n", e.what());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,106 @@
+// SPDX-License-Identifier: MIT
+// One variant of shareformer for the `ab` driver: built as a module (a shared library that hides
+// every symbol but the three below), once per variant, from this tree or another one and with its
+// own macros. Each module holds its own copy of every inline function and template, so the driver
+// can load several and alternate between them inside one process.
+#include "../bench_data.hpp"
+
+#include <shareformer/shareformer.hpp>
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <tuple>
+#include <variant>
+
+namespace sf = shareformer;
+using sf::Index;
+
+namespace {
+
+using bench::noise;
+using bench::preset;
+
+using AnyStack = std::variant<sf::Stack<sf::Unshared>, sf::Stack<sf::SharedAll>,
+                              sf::Stack<sf::SharedFfn>, sf::Stack<sf::SharedAttention>>;
+
+AnyStack make_stack(int policy, const sf::BlockConfig& c) {
+  switch (policy) {
+    case 1: return sf::Stack<sf::SharedAll>(c, 12);
+    case 2: return sf::Stack<sf::SharedFfn>(c, 12);
+    case 3: return sf::Stack<sf::SharedAttention>(c, 12);
+    default: return sf::Stack<sf::Unshared>(c, 12);
+  }
+}
+
+struct Model {
+  explicit Model(int policy, int model) : config(preset(model)), stack(make_stack(policy, config)) {
+    std::visit([](auto& s) { s.randomize(1); s.pack_weights(); }, stack);
+  }
+  sf::BlockConfig config;
+  AnyStack stack;
+  sf::Workspace<float> ws;
+  sf::RowMatrix<float> x, h;
+};
+
+struct Product {
+  sf::RowMatrix<float> a, c;
+  std::unique_ptr<sf::ops::PackedMatrix<float>> b;
+  sf::ops::GemmScratch<float> scratch;
+};
+
+double ms_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace
+
+extern "C" {
+
+/// A packed 12-layer stack: policy 0 Unshared, 1 SharedAll, 2 SharedFfn, 3 SharedAttention;
+/// model 0 the seed's shape, 1 bert-base's. Weights from randomize(1), the same in every variant.
+__attribute__((visibility("default"))) void* sf_ab_make(int policy, int model) {
+  return new Model(policy, model);
+}
+
+__attribute__((visibility("default"))) void sf_ab_free(void* model) {
+  delete static_cast<Model*>(model);
+}
+
+/// One forward of `batch` sequences of `seq` tokens (inputs from a fixed seed); returns its time
+/// in ms and points *out at its output (tokens x d_model floats, valid until the next call).
+__attribute__((visibility("default"))) double sf_ab_forward(void* model, int batch, int seq,
+                                                            int threads, const float** out,
+                                                            long* size) {
+  auto& m = *static_cast<Model*>(model);
+  const sf::Batch layout = sf::Batch::uniform(batch, seq);
+  if (m.x.rows() != layout.tokens()) m.x = noise(layout.tokens(), m.config.d_model, 2);
+  m.h = m.x;
+  const auto t0 = std::chrono::steady_clock::now();
+  std::visit([&](auto& s) { s.forward(m.h, layout, m.ws, threads); }, m.stack);
+  const double ms = ms_since(t0);
+  *out = m.h.data();
+  *size = static_cast<long>(m.h.size());
+  return ms;
+}
+
+/// `reps` products c = a (m x k) * b (k x n) with b packed, one matrix kept per shape; returns
+/// the mean time of one in ms.
+__attribute__((visibility("default"))) double sf_ab_product(int m, int k, int n, int threads,
+                                                            int reps) {
+  static std::map<std::tuple<int, int, int>, Product> cache;
+  Product& p = cache[{m, k, n}];
+  if (!p.b) {
+    p.a = noise(m, k, 1);
+    p.b = std::make_unique<sf::ops::PackedMatrix<float>>(noise(k, n, 2));
+    p.c.resize(m, n);
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int r = 0; r < reps; ++r) {
+    p.c.setZero();
+    sf::ops::gemm_accumulate<float>(p.a, *p.b, p.c, threads, p.scratch);
+  }
+  return ms_since(t0) / reps;
+}
+
+}  // extern "C"
