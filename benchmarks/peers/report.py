@@ -1,6 +1,7 @@
 """Markdown table and GFLOP/s plot from a peer-benchmark results.json.
 
 Usage: /usr/bin/python3 report.py RESULTS_DIR   (rewrites table.md, gflops.svg and gflops.png)
+       /usr/bin/python3 report.py --index RESULTS_ROOT   (writes RESULTS_ROOT/README.md: every run)
 """
 import json
 import os
@@ -182,9 +183,10 @@ def table_md(results):
     return "\n".join(lines)
 
 
-def targets_md(results):
+def target_checks(results):
     """The performance issue's targets 1-5, judged on this run's fp32 shareformer against the
-    fastest other fp32 peer of each cell (target 6, no allocation, is a unit test)."""
+    fastest other fp32 peer of each cell (target 6, no allocation, is a unit test):
+    target -> [(cell, margin, text)], margin = achieved / required, >= 1 when met."""
     peak = results["peak_gflops"]
     ms = {}  # (model, policy, batch, seq, threads) -> shareformer fp32 median
     # target -> [(cell, margin, text)]; margin = achieved / required, >= 1 when met
@@ -223,14 +225,22 @@ def targets_md(results):
         need = 1.8 if batch * seq >= 128 else 1.0
         checks[5].append((f"{model} {POLICY_LABEL[policy]} {batch} x {seq}", t1 / t2 / need,
                           f"{t1 / t2:.2f}x (needs {need:.1f}x)"))
+    return checks
 
-    what = {
-        1: "never slower than the best other peer (speed-up >= 1.0)",
-        2: "1 x 16 and 1 x 32: shared >= 2x, unshared >= 1.5x the best other peer's speed",
-        3: "1 x 128 and 1 x 512 on 2 threads: <= 0.85x the best other peer's time",
-        4: ">= 1024 tokens: >= 85 % of the measured FMA peak",
-        5: "2 threads >= 1.8x as fast as 1 from 128 tokens up, never slower below",
-    }
+
+TARGET_TEXT = {
+    1: "never slower than the best other peer (speed-up >= 1.0)",
+    2: "1 x 16 and 1 x 32: shared >= 2x, unshared >= 1.5x the best other peer's speed",
+    3: "1 x 128 and 1 x 512 on 2 threads: <= 0.85x the best other peer's time",
+    4: ">= 1024 tokens: >= 85 % of the measured FMA peak",
+    5: "2 threads >= 1.8x as fast as 1 from 128 tokens up, never slower below",
+}
+
+
+def targets_md(results):
+    """The targets of target_checks as a markdown table."""
+    checks = target_checks(results)
+    what = TARGET_TEXT
     lines = ["", "## Targets of the performance issue", "",
              "fp32 shareformer only, every ratio from this run; the worst cell is the one furthest "
              "from (or closest to) its target. Target 6 (a steady-state forward allocates nothing) "
@@ -315,7 +325,50 @@ def write_all(results, out_dir):
     plot(results, out_dir)
 
 
+def index_md(root):
+    """One row per run under root (each a folder with a results.json), oldest first: where and
+    on what tree it ran, the measured peak, and the targets each met."""
+    runs = []
+    for name in sorted(os.listdir(root)):
+        path = os.path.join(root, name, "results.json")
+        if os.path.isfile(path):
+            with open(path) as f:
+                runs.append((name, json.load(f)))
+    runs.sort(key=lambda r: r[1]["date"])
+    lines = ["# Peer runs", "",
+             "Every run of `run.sh` kept in this folder, oldest first; made by "
+             "`report.py --index results` from their `results.json`. The targets are the "
+             "performance issue's, judged within each run (as at the end of its `table.md`): "
+             "cells met of cells judged. Compare ratios across runs, not milliseconds: the "
+             "machines are shared and their speed drifts between runs.", "",
+             "| run | date (UTC) | machine | tree | peak GFLOP/s 1 / 2 t | shareformer fp32 "
+             "vs best other | " + " | ".join(f"target {t}" for t in range(1, 6)) + " |",
+             "|---|---|---|---|---|---|" + "---|" * 5]
+    for name, r in runs:
+        v, peak = r["versions"], r["peak_gflops"]
+        pk = " / ".join(f"{peak[t]['gflops']:.0f}" if t in peak else "-" for t in ("1", "2"))
+        checks = target_checks(r)
+        speedups = [margin for _, margin, _ in checks[1]]
+        if speedups:
+            fastest = sum(1 for x in speedups if x >= 1.0)
+            vs = (f"fastest in {fastest} of {len(speedups)} cells, "
+                  f"{min(speedups):.2f}-{max(speedups):.2f}x")
+        else:
+            vs = "not run"
+        met = [f"{sum(1 for _, m, _ in checks[t] if m >= 1.0)} of {len(checks[t])}"
+               if checks[t] else "-" for t in range(1, 6)]
+        quick = " (quick)" if r.get("quick") else ""
+        lines.append(f"| [{name}]({name}/table.md){quick} | {r['date'][:16].replace('T', ' ')} | "
+                     f"{v.get('cpu')} | {v.get('git')} | {pk} | {vs} | " + " | ".join(met) + " |")
+    lines += ["", "Targets: " + "; ".join(f"{t}: {TARGET_TEXT[t]}" for t in range(1, 6)) + ".", ""]
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--index":
+        with open(os.path.join(sys.argv[2], "README.md"), "w") as f:
+            f.write(index_md(sys.argv[2]))
+        sys.exit(0)
     d = sys.argv[1]
     with open(os.path.join(d, "results.json")) as f:
         write_all(json.load(f), d)

@@ -24,4 +24,6 @@ fi
 
 # OPENBLAS_CORETYPE (set to Haswell on this machine) keeps OpenBLAS, PyTorch's BLAS here, off its
 # AVX-512 kernels; OPENBLAS_L2_SIZE goes with it. Unset for this command only.
-exec env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$PY" harness.py "$@"
+env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$PY" harness.py "$@"
+# results/README.md: one row per kept run, with the targets each met.
+"$PY" report.py --index results
