@@ -4,8 +4,9 @@
 // variant's median time, its spread, the ratio of medians against the first variant, the median
 // of the per-round ratios, and how far each variant's output lies from the first's.
 //
-//   ab fwd  --policy unshared --model bert-base --batch 1 --seq 16 --threads 1 --rounds 40 A.so B.so
-//   ab prod --m 1024 --k 768 --n 3072 --threads 2 --reps 3 --rounds 30 A.so B.so
+//   ab --rounds 40 --threads 1 fwd --policy unshared --model bert-base --batch 1 --seq 16 A.so B.so
+//   ab --rounds 30 --threads 2 prod --m 1024 --k 768 --n 3072 --reps 3 A.so B.so
+//   ab --rounds 20 --threads 1,2 fwd --seq 512 A.so     (one module on 1 and on 2 threads)
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
@@ -16,6 +17,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <stdexcept>
 #include <string>
@@ -76,10 +78,14 @@ int main(int argc, char** argv) {
   CLI::App app{"Alternates shareformer variants (ab_variant modules) inside one process"};
   app.require_subcommand(1);
   std::vector<std::string> paths;
-  int rounds = 30, threads = 1;
+  int rounds = 30;
+  std::vector<int> threads{1};
   app.add_option("--rounds", rounds, "Rounds; each runs every variant once, in a rotating order")
       ->check(CLI::PositiveNumber);
-  app.add_option("--threads", threads, "Threads per call")->check(CLI::PositiveNumber);
+  app.add_option("--threads", threads,
+                 "Threads per call; several (e.g. 1,2) make each module a variant per count")
+      ->delimiter(',')
+      ->check(CLI::PositiveNumber);
   bool expect_identical = false;
   app.add_flag("--expect-identical", expect_identical,
                "Exit 1 unless every variant's output equals the first's bit for bit (fwd)");
@@ -90,8 +96,12 @@ int main(int argc, char** argv) {
   const std::map<std::string, int> policies{
       {"unshared", 0}, {"shared", 1}, {"shared-ffn", 2}, {"shared-attention", 3}};
   const std::map<std::string, int> models{{"seed", 0}, {"bert-base", 1}};
-  fwd->add_option("--policy", policy)->transform(CLI::CheckedTransformer(policies))->default_str("unshared");
-  fwd->add_option("--model", model)->transform(CLI::CheckedTransformer(models))->default_str("bert-base");
+  fwd->add_option("--policy", policy)
+      ->transform(CLI::CheckedTransformer(policies))
+      ->default_str("unshared");
+  fwd->add_option("--model", model)
+      ->transform(CLI::CheckedTransformer(models))
+      ->default_str("bert-base");
   fwd->add_option("--batch", batch)->check(CLI::PositiveNumber);
   fwd->add_option("--seq", seq)->check(CLI::PositiveNumber);
   fwd->add_option("modules", paths, "Variant modules; the first is the baseline")->required();
@@ -109,59 +119,71 @@ int main(int argc, char** argv) {
     std::vector<Module> modules;
     modules.reserve(paths.size());
     for (const auto& p : paths) modules.push_back(load(p));
-    const std::size_t v_count = modules.size();
+    // A variant is a module run on one thread count; the first is the baseline.
+    struct Variant {
+      std::size_t module;
+      int threads;
+      std::string label;
+    };
+    std::vector<Variant> variants;
+    for (std::size_t i = 0; i < modules.size(); ++i)
+      for (int t : threads)
+        variants.push_back({i, t, threads.size() > 1 ? fmt::format("{} @{}t", paths[i], t) : paths[i]});
+    const std::size_t v_count = variants.size();
     std::vector<std::vector<double>> ms(v_count);
     std::vector<double> max_diff(v_count, 0.0);
     std::vector<long> differ(v_count, 0);  // elements whose bits differ from the first variant's
+    // Runs variant v once and returns its time in ms; out, when given, receives its output.
+    std::function<double(const Variant&, std::vector<float>*)> run;
+    std::vector<void*> stacks;
     if (fwd->parsed()) {
-      std::vector<void*> stacks;
-      stacks.reserve(v_count);
+      stacks.reserve(modules.size());
       for (auto& mod : modules) stacks.push_back(mod.make(policy, model));
-      std::vector<std::vector<float>> outputs(v_count);
-      for (std::size_t v = 0; v < v_count; ++v) {  // a first forward sizes each workspace
-        const float* out = nullptr;
+      run = [&](const Variant& v, std::vector<float>* out) {
+        const float* data = nullptr;
         long size = 0;
-        modules[v].forward(stacks[v], batch, seq, threads, &out, &size);
-        outputs[v].assign(out, out + size);
-      }
-      for (std::size_t v = 1; v < v_count; ++v) {
-        if (outputs[v].size() != outputs[0].size())
-          throw std::runtime_error(fmt::format("{} gives {} output values, {} gives {}", paths[v],
-                                               outputs[v].size(), paths[0], outputs[0].size()));
-        for (std::size_t i = 0; i < outputs[0].size(); ++i) {
-          const float a = outputs[0][i], b = outputs[v][i];
-          if (bits(a) == bits(b)) continue;
-          ++differ[v];
-          const double d = std::fabs(double(b) - double(a));
-          max_diff[v] = std::isnan(d) ? d : std::max(max_diff[v], d);  // a NaN stays
-        }
-      }
-      for (int r = 0; r < rounds; ++r)
-        for (std::size_t j = 0; j < v_count; ++j) {
-          const std::size_t v = (j + static_cast<std::size_t>(r)) % v_count;
-          const float* out = nullptr;
-          long size = 0;
-          ms[v].push_back(modules[v].forward(stacks[v], batch, seq, threads, &out, &size));
-        }
-      for (std::size_t v = 0; v < v_count; ++v) modules[v].free(stacks[v]);
+        const double t = modules[v.module].forward(stacks[v.module], batch, seq, v.threads, &data, &size);
+        if (out != nullptr) out->assign(data, data + size);
+        return t;
+      };
     } else {
-      for (auto& mod : modules) mod.product(m, k, n, threads, 1);  // packs and warms
-      for (int r = 0; r < rounds; ++r)
-        for (std::size_t j = 0; j < v_count; ++j) {
-          const std::size_t v = (j + static_cast<std::size_t>(r)) % v_count;
-          ms[v].push_back(modules[v].product(m, k, n, threads, reps));
-        }
+      run = [&](const Variant& v, std::vector<float>* /*out*/) {
+        return modules[v.module].product(m, k, n, v.threads, reps);
+      };
     }
+    std::vector<std::vector<float>> outputs(v_count);
+    for (std::size_t v = 0; v < v_count; ++v) run(variants[v], &outputs[v]);  // sizes and warms
+    for (std::size_t v = 1; v < v_count; ++v) {
+      if (outputs[v].size() != outputs[0].size())
+        throw std::runtime_error(fmt::format("{} gives {} output values, {} gives {}",
+                                             variants[v].label, outputs[v].size(),
+                                             variants[0].label, outputs[0].size()));
+      for (std::size_t i = 0; i < outputs[0].size(); ++i) {
+        const float a = outputs[0][i], b = outputs[v][i];
+        if (bits(a) == bits(b)) continue;
+        ++differ[v];
+        const double d = std::fabs(double(b) - double(a));
+        max_diff[v] = std::isnan(d) ? d : std::max(max_diff[v], d);  // a NaN stays
+      }
+    }
+    for (int r = 0; r < rounds; ++r)
+      for (std::size_t j = 0; j < v_count; ++j) {
+        const std::size_t v = (j + static_cast<std::size_t>(r)) % v_count;
+        ms[v].push_back(run(variants[v], nullptr));
+      }
+    for (std::size_t i = 0; i < stacks.size(); ++i) modules[i].free(stacks[i]);
+
     const double base = median(ms[0]);
-    fmt::print("{:<40} {:>10} {:>21} {:>10} {:>10} {:>10} {:>8}\n", "variant", "median ms", "min-max",
-               "base/this", "per-round", "max |diff|", "differ");
+    fmt::print("{:<44} {:>10} {:>21} {:>10} {:>10} {:>10} {:>8}\n", "variant", "median ms",
+               "min-max", "base/this", "per-round", "max |diff|", "differ");
     bool identical = true;
     for (std::size_t v = 0; v < v_count; ++v) {
       std::vector<double> ratios;
       for (std::size_t r = 0; r < ms[v].size(); ++r) ratios.push_back(ms[0][r] / ms[v][r]);
       const auto [lo, hi] = std::minmax_element(ms[v].begin(), ms[v].end());
-      fmt::print("{:<40} {:>10.3f} {:>10.3f}-{:<10.3f} {:>10.3f} {:>10.3f} {:>10.3g} {:>8}\n", paths[v],
-                 median(ms[v]), *lo, *hi, base / median(ms[v]), median(ratios), max_diff[v], differ[v]);
+      fmt::print("{:<44} {:>10.3f} {:>10.3f}-{:<10.3f} {:>10.3f} {:>10.3f} {:>10.3g} {:>8}\n",
+                 variants[v].label, median(ms[v]), *lo, *hi, base / median(ms[v]),
+                 median(ratios), max_diff[v], differ[v]);
       identical = identical && differ[v] == 0;
     }
     if (expect_identical && fwd->parsed() && !identical) {
