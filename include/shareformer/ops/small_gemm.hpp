@@ -127,7 +127,9 @@ struct PrefetchLines {
 /// cells, 5 rounds), and bench_stack Stack12 bert-base at 16 and 32 tokens (shared and unshared,
 /// 1 and 2 threads) 1.05-1.17x faster in all 8 cells (4 rounds), then, with this limit, 1.00-1.20x
 /// (3 rounds; unshared 16 tokens unchanged); at 128, 512 and 1024 tokens it was the same or up to
-/// 3 % slower (2 rounds), hence the limit.
+/// 3 % slower (2 rounds), hence the limit. That was the AMD EPYC. On the Intel Xeon (2 MiB L2),
+/// benchmarks/ab in one process (2026-11-29, 2 x 40 rounds, the same forwards) found L2 slightly
+/// better instead: 0.98-1.05x for 0 against 8 (14 of 16 cells at least 1.0).
 #ifndef SHAREFORMER_PREFETCH_L1_MAX_TILES
 #define SHAREFORMER_PREFETCH_L1_MAX_TILES 8
 #endif
@@ -342,7 +344,9 @@ constexpr Index packed_panel_width(Index j, Index n) {
 /// that the part of a panel every row tile reads stays in L2 however deep the product. bench_ops
 /// GemmStream at 16 and 64 tokens (builds with -DSHAREFORMER_PACKED_GEMM_KC=N, 3 interleaved
 /// rounds): 768 and one pass over the whole depth measure the same (depths 768 and 3072); 256 is
-/// 5-20 % slower.
+/// 5-20 % slower. Again with benchmarks/ab (Intel Xeon, 2026-11-29, speed against 768): 128-384
+/// within 0.99-1.03 for whole forwards at 16 and 32 tokens (one 1.09: 128 at 16 tokens on 2
+/// threads); at 1024 rows 128 and 256 were 0.94-0.97x.
 #ifndef SHAREFORMER_PACKED_GEMM_KC
 #define SHAREFORMER_PACKED_GEMM_KC 768
 #endif
@@ -363,7 +367,8 @@ NextBlock next_packed_block(const B* packed, Index k, Index n, Index j, Index k0
 
 /// Rows of one block of a product with packed weights whose activations do not fit in L2 (see
 /// packed_gemm_block_rows). bench_ops GemmRoute (Intel Xeon, 2 MiB L2, 512-4096 rows, 3 rounds):
-/// blocks of 64 rows 1.03-1.25x faster than no blocks, 128 the same as 64, 256 slower than 64.
+/// blocks of 64 rows 1.03-1.25x faster than no blocks, 128 the same as 64, 256 slower than 64;
+/// benchmarks/ab (2026-11-29, 1024 rows, 30 rounds): 128 0.91-1.00x and 256 0.94-0.97x of 64.
 #ifndef SHAREFORMER_PACKED_GEMM_ROWS
 #define SHAREFORMER_PACKED_GEMM_ROWS 64
 #endif
