@@ -31,7 +31,6 @@ using ForwardFn = double (*)(void*, int, int, int, const float**, long*);
 using ProductFn = double (*)(int, int, int, int, int);
 
 struct Module {
-  std::string path;
   void* handle = nullptr;
   MakeFn make = nullptr;
   FreeFn free = nullptr;
@@ -47,7 +46,7 @@ F symbol(void* handle, const std::string& path, const char* name) {
 }
 
 Module load(const std::string& path) {
-  Module m{path};
+  Module m;
   // A name without a slash would be searched for on the library path, not in this folder.
   const std::string file = path.find('/') == std::string::npos ? "./" + path : path;
   // RTLD_LOCAL: each module keeps its own inline functions and templates.

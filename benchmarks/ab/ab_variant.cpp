@@ -14,7 +14,6 @@
 #include <variant>
 
 namespace sf = shareformer;
-using sf::Index;
 
 namespace {
 
