@@ -7,12 +7,14 @@
 //   ab --rounds 40 --threads 1 fwd --policy unshared --model bert-base --batch 1 --seq 16 A.so B.so
 //   ab --rounds 30 --threads 2 prod --m 1024 --k 768 --n 3072 --reps 3 A.so B.so
 //   ab --rounds 20 --threads 1,2 fwd --seq 512 A.so     (one module on 1 and on 2 threads)
+//   ab --rounds 20 --threads 1,2 --pair fwd --seq 512 A.so   (and two 1-thread forwards at once)
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
 #include <dlfcn.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -21,13 +23,14 @@
 #include <map>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace {
 
 using MakeFn = void* (*)(int, int);
 using FreeFn = void (*)(void*);
-using ForwardFn = double (*)(void*, int, int, int, const float**, long*);
+using ForwardFn = double (*)(void*, int, int, int, int, const float**, long*);
 using ProductFn = double (*)(int, int, int, int, int);
 
 struct Module {
@@ -65,6 +68,22 @@ std::uint32_t bits(float x) {
   return b;
 }
 
+/// Runs f(0) and f(1) on two threads that start together; returns the later of their two results
+/// (each f returns the time of its own work, so this is the time until both had finished).
+template <typename F>
+double together(F&& f) {
+  std::atomic<bool> go{false};
+  double times[2] = {0.0, 0.0};
+  std::thread second([&] {
+    while (!go.load(std::memory_order_acquire)) std::this_thread::yield();
+    times[1] = f(1);
+  });
+  go.store(true, std::memory_order_release);
+  times[0] = f(0);
+  second.join();
+  return std::max(times[0], times[1]);
+}
+
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   const std::size_t n = v.size();
@@ -85,6 +104,11 @@ int main(int argc, char** argv) {
                  "Threads per call; several (e.g. 1,2) make each module a variant per count")
       ->delimiter(',')
       ->check(CLI::PositiveNumber);
+  bool pair = false;
+  app.add_flag("--pair", pair,
+               "Adds, per module, a variant that runs two 1-thread forwards of the same weights "
+               "at once on two threads (fwd); its time is per forward, half the pair's, so that "
+               "base/this against the module on 1 thread is how much two cores give together");
   bool expect_identical = false;
   app.add_flag("--expect-identical", expect_identical,
                "Exit 1 unless every variant's output equals the first's bit for bit (fwd)");
@@ -119,15 +143,19 @@ int main(int argc, char** argv) {
     modules.reserve(paths.size());
     for (const auto& p : paths) modules.push_back(load(p));
     // A variant is a module run on one thread count; the first is the baseline.
+    // threads 0 stands for the pair: two 1-thread forwards at once.
     struct Variant {
       std::size_t module;
       int threads;
       std::string label;
     };
+    if (pair && !fwd->parsed()) throw std::runtime_error("--pair applies to fwd only");
     std::vector<Variant> variants;
-    for (std::size_t i = 0; i < modules.size(); ++i)
+    for (std::size_t i = 0; i < modules.size(); ++i) {
       for (int t : threads)
-        variants.push_back({i, t, threads.size() > 1 ? fmt::format("{} @{}t", paths[i], t) : paths[i]});
+        variants.push_back({i, t, threads.size() > 1 || pair ? fmt::format("{} @{}t", paths[i], t) : paths[i]});
+      if (pair) variants.push_back({i, 0, fmt::format("{} @1t x2", paths[i])});
+    }
     const std::size_t v_count = variants.size();
     std::vector<std::vector<double>> ms(v_count);
     std::vector<double> max_diff(v_count, 0.0);
@@ -141,7 +169,12 @@ int main(int argc, char** argv) {
       run = [&](const Variant& v, std::vector<float>* out) {
         const float* data = nullptr;
         long size = 0;
-        const double t = modules[v.module].forward(stacks[v.module], batch, seq, v.threads, &data, &size);
+        const auto once = [&](int slot, int t) {
+          return modules[v.module].forward(stacks[v.module], slot, batch, seq, t,
+                                           slot == 0 ? &data : nullptr, slot == 0 ? &size : nullptr);
+        };
+        // The pair's two forwards take twice the work: its time per forward is half its time.
+        const double t = v.threads > 0 ? once(0, v.threads) : together([&](int s) { return once(s, 1); }) / 2;
         if (out != nullptr) out->assign(data, data + size);
         return t;
       };

@@ -7,6 +7,7 @@
 
 #include <shareformer/shareformer.hpp>
 
+#include <array>
 #include <chrono>
 #include <map>
 #include <memory>
@@ -38,8 +39,13 @@ struct Model {
   }
   sf::BlockConfig config;
   AnyStack stack;
-  sf::Workspace<float> ws;
-  sf::RowMatrix<float> x, h;
+  /// What one forward works on. Two, so that two threads can run forwards of the same weights at
+  /// once (ab --pair).
+  struct Slot {
+    sf::Workspace<float> ws;
+    sf::RowMatrix<float> x, h;
+  };
+  std::array<Slot, 2> slots;
 };
 
 struct Product {
@@ -66,20 +72,23 @@ __attribute__((visibility("default"))) void sf_ab_free(void* model) {
   delete static_cast<Model*>(model);
 }
 
-/// One forward of `batch` sequences of `seq` tokens (inputs from a fixed seed); returns its time
-/// in ms and points *out at its output (tokens x d_model floats, valid until the next call).
-__attribute__((visibility("default"))) double sf_ab_forward(void* model, int batch, int seq,
-                                                            int threads, const float** out,
-                                                            long* size) {
+/// One forward of `batch` sequences of `seq` tokens (inputs from a fixed seed) in slot 0 or 1 of
+/// the model (its own workspace, input and output; two threads may run one slot each at once);
+/// returns its time in ms and, when out and size are given, points *out at its output
+/// (*size = tokens x d_model floats, valid until the slot's next call).
+__attribute__((visibility("default"))) double sf_ab_forward(void* model, int slot, int batch,
+                                                            int seq, int threads,
+                                                            const float** out, long* size) {
   auto& m = *static_cast<Model*>(model);
+  auto& io = m.slots.at(static_cast<std::size_t>(slot));
   const sf::Batch layout = sf::Batch::uniform(batch, seq);
-  if (m.x.rows() != layout.tokens()) m.x = noise(layout.tokens(), m.config.d_model, 2);
-  m.h = m.x;
+  if (io.x.rows() != layout.tokens()) io.x = noise(layout.tokens(), m.config.d_model, 2);
+  io.h = io.x;
   const auto t0 = std::chrono::steady_clock::now();
-  std::visit([&](auto& s) { s.forward(m.h, layout, m.ws, threads); }, m.stack);
+  std::visit([&](const auto& s) { s.forward(io.h, layout, io.ws, threads); }, m.stack);
   const double ms = ms_since(t0);
-  *out = m.h.data();
-  *size = static_cast<long>(m.h.size());
+  if (out != nullptr) *out = io.h.data();
+  if (size != nullptr) *size = static_cast<long>(io.h.size());
   return ms;
 }
 
