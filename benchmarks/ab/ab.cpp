@@ -28,7 +28,7 @@
 
 namespace {
 
-using MakeFn = void* (*)(int, int);
+using MakeFn = void* (*)(int, int, int);
 using FreeFn = void (*)(void*);
 using ForwardFn = double (*)(void*, int, int, int, int, const float**, long*);
 using ProductFn = double (*)(int, int, int, int, int);
@@ -125,6 +125,10 @@ int main(int argc, char** argv) {
   fwd->add_option("--model", model)
       ->transform(CLI::CheckedTransformer(models))
       ->default_str("bert-base");
+  int weights = 0;
+  fwd->add_option("--weights", weights, "float, or bf16: rounded to bfloat16 (use_bf16_weights)")
+      ->transform(CLI::CheckedTransformer(std::map<std::string, int>{{"float", 0}, {"bf16", 1}}))
+      ->default_str("float");
   fwd->add_option("--batch", batch)->check(CLI::PositiveNumber);
   fwd->add_option("--seq", seq)->check(CLI::PositiveNumber);
   fwd->add_option("modules", paths, "Variant modules; the first is the baseline")->required();
@@ -165,7 +169,7 @@ int main(int argc, char** argv) {
     std::vector<void*> stacks;
     if (fwd->parsed()) {
       stacks.reserve(modules.size());
-      for (auto& mod : modules) stacks.push_back(mod.make(policy, model));
+      for (auto& mod : modules) stacks.push_back(mod.make(policy, model, weights));
       run = [&](const Variant& v, std::vector<float>* out) {
         const float* data = nullptr;
         long size = 0;

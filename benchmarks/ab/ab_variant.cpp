@@ -34,8 +34,15 @@ AnyStack make_stack(int policy, const sf::BlockConfig& c) {
 }
 
 struct Model {
-  explicit Model(int policy, int model) : config(preset(model)), stack(make_stack(policy, config)) {
-    std::visit([](auto& s) { s.randomize(1); s.pack_weights(); }, stack);
+  Model(int policy, int model, int weights)
+      : config(preset(model)), stack(make_stack(policy, config)) {
+    std::visit(
+        [&](auto& s) {
+          s.randomize(1);
+          if (weights == 1) s.use_bf16_weights();
+          s.pack_weights();
+        },
+        stack);
   }
   sf::BlockConfig config;
   AnyStack stack;
@@ -63,9 +70,11 @@ double ms_since(std::chrono::steady_clock::time_point t0) {
 extern "C" {
 
 /// A packed 12-layer stack: policy 0 Unshared, 1 SharedAll, 2 SharedFfn, 3 SharedAttention;
-/// model 0 the seed's shape, 1 bert-base's. Weights from randomize(1), the same in every variant.
-__attribute__((visibility("default"))) void* sf_ab_make(int policy, int model) {
-  return new Model(policy, model);
+/// model 0 the seed's shape, 1 bert-base's; weights 0 float, 1 rounded to bfloat16 with packed
+/// bfloat16 copies for small inputs (use_bf16_weights). Weights from randomize(1), the same in
+/// every variant.
+__attribute__((visibility("default"))) void* sf_ab_make(int policy, int model, int weights) {
+  return new Model(policy, model, weights);
 }
 
 __attribute__((visibility("default"))) void sf_ab_free(void* model) {

@@ -64,6 +64,39 @@ TYPED_TEST(Packed, LayoutIsPanelByPanel) {
   }
 }
 
+TEST(PackedBf16, LayoutKeepsTheRowsOfWholePacketsInPairs) {
+  // Written from the documented layout: the float layout's panels, each from element j * rows;
+  // in panels of whole packets rows (2q, 2q + 1) go column by column, two elements per column,
+  // an odd last row alone after them; narrower panels row after row.
+  const Index lanes = sf::ops::detail::packet_size<float>;
+  for (Index rows : {Index(1), Index(2), Index(5), Index(6)})
+    for (Index cols : {Index(1), 3 * lanes, 3 * lanes + 1, 4 * lanes + 3, 7 * lanes - 1}) {
+      const RowMatrix<float> m = random_matrix<float>(rows, cols, 2);
+      const sf::ops::PackedMatrix<float, Eigen::bfloat16> packed(m);
+      ASSERT_EQ(packed.bytes(), 2 * static_cast<std::size_t>(m.size()));
+      const Eigen::bfloat16* data = packed.data();
+      const auto expect = [&](Index p, Index c) {
+        ASSERT_EQ(float(*data++), float(Eigen::bfloat16(m(p, c))))
+            << "element (" << p << ", " << c << ") of " << rows << " x " << cols;
+        ASSERT_EQ(float(packed(p, c)), float(Eigen::bfloat16(m(p, c))));
+      };
+      Index j = 0;
+      while (j < cols) {
+        const Index w = cols - j >= 3 * lanes ? 3 * lanes : (cols - j >= lanes ? lanes : cols - j);
+        ASSERT_EQ(data, packed.data() + j * rows);
+        const Index paired = w >= lanes ? rows - rows % 2 : 0;
+        for (Index p = 0; p < paired; p += 2)
+          for (Index c = 0; c < w; ++c) {
+            expect(p, j + c);
+            expect(p + 1, j + c);
+          }
+        for (Index p = paired; p < rows; ++p)
+          for (Index c = 0; c < w; ++c) expect(p, j + c);
+        j += w;
+      }
+    }
+}
+
 TEST(PackedPrefetch, RowTilesShareTheNextBlockOutExactly) {
   // Every cache line of the block, each by exactly one tile, in order, in shares that differ by
   // at most one line.
@@ -268,7 +301,12 @@ TYPED_TEST(Packed, GemmIntoStartsFromZeroBiasOrAResidual) {
 }
 
 TEST(PackedBf16, GemmEqualsFloatPackedGemmOnTheSameValues) {
-  for (const auto& [m, k, n] : shapes) {
+  // Also deeper than one pass (packed_gemm_kc rows), with an odd last pass: its last row is the
+  // one row a bfloat16 panel keeps unpaired.
+  auto deep = shapes;
+  for (Index k : {sf::ops::detail::packed_gemm_kc + 33, 2 * sf::ops::detail::packed_gemm_kc + 1})
+    deep.emplace_back(9, k, 50);
+  for (const auto& [m, k, n] : deep) {
     const RowMatrix<float> a = random_matrix<float>(m, k, 7);
     // Values a bfloat16 holds exactly: the two packings then hold the same numbers.
     const RowMatrix<float> b =

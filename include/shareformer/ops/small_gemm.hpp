@@ -87,6 +87,42 @@ EIGEN_ALWAYS_INLINE Packet<T> load_b(const B* p) {
   }
 }
 
+/// Two packets of T = float, rows p and p + 1 of a packet's columns, from bfloat16 stored in row
+/// pairs (PackedMatrix<float, bfloat16>): one 32-bit word per column, row p's element in its low
+/// half and row p + 1's in its high half. Widened exactly, with no shuffle: row p's half shifted
+/// into the high half, row p + 1's kept by masking off the low half. load_b widens one row of
+/// bfloat16 with a zero-extension (a shuffle) and a shift per packet; this takes a shift and an
+/// and for two. Measured (Intel Xeon, AVX-512, 2026-11-29), against load_b on the row-by-row
+/// layout: benchmarks/ab, whole bert-base forwards with use_bf16_weights() at 1 x 16, 32 and 64
+/// tokens, shared and unshared, 30 rounds in one process, bit-identical outputs: 1.07-1.14x on 1
+/// thread, 1.07-1.13x on 2; bench_ops GemmRoute route 4 (768 x 3072, in cache) 141-146 GFLOP/s at
+/// 64 and 128 tokens where it had 131 (float weights: 157-163).
+template <typename T>
+EIGEN_ALWAYS_INLINE void load_b_pair(const Eigen::bfloat16* p, Packet<T>& lo, Packet<T>& hi) {
+  static_assert(std::is_same_v<T, float>, "bfloat16 pairs widen to float");
+#if defined(EIGEN_VECTORIZE_AVX512) || defined(EIGEN_VECTORIZE_AVX) || defined(EIGEN_VECTORIZE_SSE2)
+#if defined(EIGEN_VECTORIZE_AVX512)
+  using I = Eigen::internal::Packet16i;  // Packet<float>'s integer twin, the same width
+#elif defined(EIGEN_VECTORIZE_AVX)
+  using I = Eigen::internal::Packet8i;
+#else
+  using I = Eigen::internal::Packet4i;
+#endif
+  const I words = Eigen::internal::ploadu<I>(reinterpret_cast<const int*>(p));
+  lo = Eigen::internal::preinterpret<Packet<T>>(Eigen::internal::plogical_shift_left<16>(words));
+  hi = Eigen::internal::preinterpret<Packet<T>>(
+      Eigen::internal::pand(words, Eigen::internal::pset1<I>(static_cast<int>(0xFFFF0000u))));
+#else
+  EIGEN_ALIGN_MAX T low[packet_size<T>], high[packet_size<T>];
+  for (int i = 0; i < packet_size<T>; ++i) {
+    low[i] = static_cast<T>(p[2 * i]);
+    high[i] = static_cast<T>(p[2 * i + 1]);
+  }
+  lo = Eigen::internal::pload<Packet<T>>(low);
+  hi = Eigen::internal::pload<Packet<T>>(high);
+#endif
+}
+
 /// Bytes ahead of the row being read that a tile streaming packed weights prefetches: 6 KiB.
 /// Measured (2026-11-27, AVX-512, builds with -DSHAREFORMER_SMALL_GEMM_PREFETCH_BYTES=N, 4
 /// interleaved rounds): bench_stack Stack12 bert-base 1 x 16 is 1.13-1.28x faster than with N = 0
@@ -182,7 +218,10 @@ inline PrefetchLines prefetch_share(const void* next, Index bytes, Index tile, I
 /// packet of b serves MR rows. With Ahead, b's rows must be contiguous (ldb = NR * lanes, a packed
 /// panel): the tile prefetches the bytes small_gemm_prefetch_bytes ahead of each row, so that a
 /// panel streamed from memory arrives in time. Spread over its k steps, it also prefetches `next`.
-template <typename T, int MR, int NR, bool Ahead, typename B>
+/// With Pairs (bfloat16 b packed in row pairs, see PackedMatrix), b's rows come two at a time
+/// from one load (load_b_pair), the last one alone when k is odd; each accumulator still adds
+/// row p's product before row p + 1's, so the sums are those of the plain layout, bit for bit.
+template <typename T, int MR, int NR, bool Ahead, bool Pairs, typename B>
 EIGEN_ALWAYS_INLINE void small_tile(Index k, const T* a, Index lda, const B* b, Index ldb, T* c,
                                     Index ldc, GemmStart<T> start, PrefetchLines next) {
   using Eigen::internal::pmadd;
@@ -204,7 +243,26 @@ EIGEN_ALWAYS_INLINE void small_tile(Index k, const T* a, Index lda, const B* b, 
       });
     });
   SpreadPrefetch spread(next, k);
-  for (Index p = 0; p < k; ++p) {
+  Index p = 0;
+  if constexpr (Pairs) {
+    static_assert(!std::is_same_v<B, T>, "row pairs hold bfloat16");
+    for (; p + 2 <= k; p += 2) {
+      if constexpr (Ahead) prefetch_ahead(b + p * ldb, 2 * row_bytes);
+      spread.step();
+      spread.step();
+      P lo[NR], hi[NR];
+      unrolled<NR>([&](auto j) { load_b_pair<T>(b + p * ldb + j * 2 * lanes, lo[j], hi[j]); });
+      unrolled<MR>([&](auto i) {
+        const P av = Eigen::internal::pset1<P>(a[i * lda + p]);
+        unrolled<NR>([&](auto j) { acc[i][j] = pmadd(av, lo[j], acc[i][j]); });
+      });
+      unrolled<MR>([&](auto i) {
+        const P av = Eigen::internal::pset1<P>(a[i * lda + p + 1]);
+        unrolled<NR>([&](auto j) { acc[i][j] = pmadd(av, hi[j], acc[i][j]); });
+      });
+    }
+  }
+  for (; p < k; ++p) {  // every row of the plain layout, or the last, unpaired one
     if constexpr (Ahead) prefetch_ahead(b + p * ldb, row_bytes);
     spread.step();
     P bv[NR];
@@ -220,18 +278,18 @@ EIGEN_ALWAYS_INLINE void small_tile(Index k, const T* a, Index lda, const B* b, 
 }
 
 /// The last `rows` (< small_gemm_rows) rows of a panel: one tile of exactly that height.
-template <typename T, int NR, bool Ahead, typename B>
+template <typename T, int NR, bool Ahead, bool Pairs, typename B>
 void small_tail(Index rows, Index k, const T* a, Index lda, const B* b, Index ldb, T* c, Index ldc,
                 GemmStart<T> start, PrefetchLines next) {
   constexpr int mr = small_gemm_rows;
   switch (rows) {
-    case 7: if constexpr (mr > 7) small_tile<T, 7, NR, Ahead>(k, a, lda, b, ldb, c, ldc, start, next); break;
-    case 6: if constexpr (mr > 6) small_tile<T, 6, NR, Ahead>(k, a, lda, b, ldb, c, ldc, start, next); break;
-    case 5: if constexpr (mr > 5) small_tile<T, 5, NR, Ahead>(k, a, lda, b, ldb, c, ldc, start, next); break;
-    case 4: if constexpr (mr > 4) small_tile<T, 4, NR, Ahead>(k, a, lda, b, ldb, c, ldc, start, next); break;
-    case 3: small_tile<T, 3, NR, Ahead>(k, a, lda, b, ldb, c, ldc, start, next); break;
-    case 2: small_tile<T, 2, NR, Ahead>(k, a, lda, b, ldb, c, ldc, start, next); break;
-    case 1: small_tile<T, 1, NR, Ahead>(k, a, lda, b, ldb, c, ldc, start, next); break;
+    case 7: if constexpr (mr > 7) small_tile<T, 7, NR, Ahead, Pairs>(k, a, lda, b, ldb, c, ldc, start, next); break;
+    case 6: if constexpr (mr > 6) small_tile<T, 6, NR, Ahead, Pairs>(k, a, lda, b, ldb, c, ldc, start, next); break;
+    case 5: if constexpr (mr > 5) small_tile<T, 5, NR, Ahead, Pairs>(k, a, lda, b, ldb, c, ldc, start, next); break;
+    case 4: if constexpr (mr > 4) small_tile<T, 4, NR, Ahead, Pairs>(k, a, lda, b, ldb, c, ldc, start, next); break;
+    case 3: small_tile<T, 3, NR, Ahead, Pairs>(k, a, lda, b, ldb, c, ldc, start, next); break;
+    case 2: small_tile<T, 2, NR, Ahead, Pairs>(k, a, lda, b, ldb, c, ldc, start, next); break;
+    case 1: small_tile<T, 1, NR, Ahead, Pairs>(k, a, lda, b, ldb, c, ldc, start, next); break;
     default: break;
   }
 }
@@ -245,23 +303,25 @@ struct NextBlock {
 
 /// Rows [0, m) in tiles of small_gemm_rows rows (the last tile smaller), for one panel of NR
 /// packets. With Prefetch (a packed panel) the first tile, which reads the panel from memory,
-/// prefetches ahead of itself, and every tile prefetches its share of `next`.
+/// prefetches ahead of itself, and every tile prefetches its share of `next`; a packed panel of
+/// bfloat16 is read in row pairs (see small_tile).
 template <typename T, int NR, bool Prefetch, typename B>
 void small_panel(Index m, Index k, const T* a, Index lda, const B* b, Index ldb, T* c, Index ldc,
                  GemmStart<T> start, NextBlock next = {}) {
   constexpr int mr = small_gemm_rows;
+  constexpr bool pairs = Prefetch && !std::is_same_v<T, B>;
   const Index tiles = (m + mr - 1) / mr;
   const auto share = [&](Index tile) {
     return Prefetch ? prefetch_share(next.first, next.bytes, tile, tiles) : PrefetchLines{};
   };
-  if (m < mr) return small_tail<T, NR, Prefetch>(m, k, a, lda, b, ldb, c, ldc, start, share(0));
-  small_tile<T, mr, NR, Prefetch>(k, a, lda, b, ldb, c, ldc, start, share(0));
+  if (m < mr) return small_tail<T, NR, Prefetch, pairs>(m, k, a, lda, b, ldb, c, ldc, start, share(0));
+  small_tile<T, mr, NR, Prefetch, pairs>(k, a, lda, b, ldb, c, ldc, start, share(0));
   Index i = mr, tile = 1;
   for (; i + mr <= m; i += mr, ++tile)
-    small_tile<T, mr, NR, false>(k, a + i * lda, lda, b, ldb, c + i * ldc, ldc, start.at(i, 0),
-                                 share(tile));
-  small_tail<T, NR, false>(m - i, k, a + i * lda, lda, b, ldb, c + i * ldc, ldc, start.at(i, 0),
-                           share(tile));
+    small_tile<T, mr, NR, false, pairs>(k, a + i * lda, lda, b, ldb, c + i * ldc, ldc,
+                                        start.at(i, 0), share(tile));
+  small_tail<T, NR, false, pairs>(m - i, k, a + i * lda, lda, b, ldb, c + i * ldc, ldc,
+                                  start.at(i, 0), share(tile));
 }
 
 /// Depth of one pass over k: a (kc x 3 packets) block of b stays in L1 while every row tile of c
@@ -351,6 +411,8 @@ constexpr Index packed_panel_width(Index j, Index n) {
 #define SHAREFORMER_PACKED_GEMM_KC 768
 #endif
 inline constexpr Index packed_gemm_kc = SHAREFORMER_PACKED_GEMM_KC;
+static_assert(packed_gemm_kc > 0 && packed_gemm_kc % 2 == 0,
+              "passes start on even rows, where bfloat16 row pairs begin (see PackedMatrix)");
 
 /// The block of a packed (k, n) matrix that the pass after (panel j, depth k0) reads: the next
 /// pass over the same panel, else the first pass over the next panel before col_end, else none.
