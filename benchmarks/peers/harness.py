@@ -29,7 +29,7 @@ PEERS = ("pytorch", "onnxruntime", "shareformer", "shareformer-bf16", "shareform
 # shareformer-bf16: the same CLI with --weights bf16 (weights rounded to bfloat16, streamed as
 # bfloat16 by products over at most BF16_MAX_TOKENS tokens; larger ones are the float path, so
 # those cells are not run). Not fp32, so never the "best" of a row: reported beside it.
-BF16_MAX_TOKENS = 64
+BF16_MAX_TOKENS = 32
 # shareformer-bf16dot: --weights bf16dot (bfloat16 products with float sums on AVX512-BF16 dot
 # products: weights and activations rounded to bfloat16), every cell. A different precision:
 # reported beside the fp32 peers, never a row's best.

@@ -101,9 +101,14 @@ inline constexpr Index small_gemm_max_rows = SHAREFORMER_SMALL_GEMM_MAX_ROWS;
 
 /// Products with at most this many rows read a Linear's bfloat16 weights when it has them
 /// (Linear::use_bf16_weights); larger ones, bound by arithmetic rather than by streaming the
-/// weights, read its float weights.
+/// weights, read its float weights (which hold the same rounded values: the same sums either way).
+/// Measured (Intel Xeon, 2026-11-29, benchmarks/ab --weights bf16, whole bert-base forwards, 20-30
+/// rounds in one process): at 1 x 64 tokens the float weights were 1.09-1.11x faster than the
+/// bfloat16 ones on 1 thread and 1.03-1.04x on 2 (shared and unshared), so 32 rather than the 64
+/// it was; at 1 x 32 bfloat16 was 1.03x faster for an unshared stack (its weights from memory) and
+/// 0.93x for a shared one (in L3). Not measured on the AMD EPYC.
 #ifndef SHAREFORMER_BF16_GEMM_MAX_ROWS
-#define SHAREFORMER_BF16_GEMM_MAX_ROWS 64
+#define SHAREFORMER_BF16_GEMM_MAX_ROWS 32
 #endif
 inline constexpr Index bf16_gemm_max_rows = SHAREFORMER_BF16_GEMM_MAX_ROWS;
 
