@@ -58,9 +58,11 @@ def table_md(results):
     if "shareformer" in peers:
         peer_v.append(f"shareformer ({v.get('shareformer')})")
     if "shareformer-bf16" in peers:
+        ran = [c["tokens"] for c in results["cells"] if "shareformer-bf16" in c["peers"]]
         peer_v.append("shareformer with `--weights bf16` (weights rounded to bfloat16 and streamed "
                       "as bfloat16, float arithmetic; not fp32, so never a row's best; only run "
-                      "at <= 64 tokens, where its path differs)")
+                      f"where products read the bfloat16 copy, here up to {max(ran, default=0)} "
+                      "tokens)")
     if "shareformer-bf16dot" in peers:
         peer_v.append("shareformer with `--weights bf16dot` (bfloat16 products with float sums on "
                       "AVX512-BF16 dot products: weights and each product's input rounded to "
