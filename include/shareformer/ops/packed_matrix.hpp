@@ -17,11 +17,13 @@ namespace detail {
 /// Where element (p, c) of a panel `w` columns wide and `rows` deep lies in PackedMatrix<T, B>'s
 /// layout, counted from the panel's first element: row after row (p * w + c), except that
 /// bfloat16 panels of whole packets keep their rows in pairs, (2q, 2q + 1) column by column
-/// ((p - p % 2) * w + 2 c + p % 2), with an odd last row alone. Either way row p starts at p * w
-/// when p is even, so passes over any even number of rows start where they would.
+/// ((p - p % 2) * w + 2 c + p % 2), with an odd last row alone, in AVX-512 builds
+/// (bf16_row_pairs). Either way row p starts at p * w when p is even, so passes over any
+/// even number of rows start where they would.
 template <typename T, typename B>
 constexpr Index packed_offset(Index p, Index c, Index w, Index rows) {
-  const bool pairs = !std::is_same_v<T, B> && w >= packet_size<T> && p < rows - rows % 2;
+  const bool pairs = !std::is_same_v<T, B> && bf16_row_pairs && w >= packet_size<T> &&
+                     p < rows - rows % 2;
   return pairs ? (p - p % 2) * w + 2 * c + p % 2 : p * w + c;
 }
 
@@ -43,9 +45,9 @@ void pack_panels(const Eigen::MatrixBase<Derived>& m, B* out) {
 /// A (rows, cols) matrix for the right-hand side of products in T, stored as B (T, or bfloat16 for
 /// T = float) in column panels: the panel starting at column j is detail::packed_panel_width<T>(j,
 /// cols) columns wide (3 SIMD packets, then single packets, then what is left) and holds its rows
-/// one after another from element j * rows (bfloat16 panels of whole packets: in pairs of rows,
-/// see detail::packed_offset, so that the kernel widens two rows with one shift and one and
-/// instead of a shuffle and a shift per row). A product then streams each panel from memory in one
+/// one after another from element j * rows (bfloat16 panels of whole packets, with AVX-512: in
+/// pairs of rows, see detail::packed_offset, so that the kernel widens two rows with one shift and
+/// one and instead of a shuffle and a shift per row). A product then streams each panel from memory in one
 /// sequential pass instead of reading short pieces of rows a whole row's length apart, which the
 /// hardware prefetcher cannot follow when a row spans pages (bench_ops GemmStream, 16 tokens x
 /// bert-base FFN weights streamed from memory: 1.2-1.4x on 1 thread, 1.5x on 2). The layout depends on the

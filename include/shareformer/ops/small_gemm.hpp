@@ -48,6 +48,15 @@ inline constexpr int packet_size = Eigen::internal::unpacket_traits<Packet<T>>::
 /// the 3 packets of b and one broadcast fit; with 16, 4 rows x 3.
 inline constexpr int small_gemm_rows = EIGEN_ARCH_DEFAULT_NUMBER_OF_REGISTERS >= 32 ? 8 : 4;
 inline constexpr int small_gemm_packets = 3;
+/// Whether packed bfloat16 weights keep their rows in pairs (see load_b_pair): in AVX-512 builds,
+/// where they were measured and where a pair's 6 packets fit beside a tile's 8 x 3 accumulators
+/// in the 32 vector registers. With 16 registers (AVX2, SSE: 4 x 3 accumulators) they would not
+/// (reading row by row takes 3), so other builds keep one row after another.
+#if defined(EIGEN_VECTORIZE_AVX512)
+inline constexpr bool bf16_row_pairs = true;
+#else
+inline constexpr bool bf16_row_pairs = false;
+#endif
 
 template <typename F, int... I>
 EIGEN_ALWAYS_INLINE void unrolled_each(F& f, std::integer_sequence<int, I...> /*indices*/) {
@@ -100,19 +109,13 @@ EIGEN_ALWAYS_INLINE Packet<T> load_b(const B* p) {
 template <typename T>
 EIGEN_ALWAYS_INLINE void load_b_pair(const Eigen::bfloat16* p, Packet<T>& lo, Packet<T>& hi) {
   static_assert(std::is_same_v<T, float>, "bfloat16 pairs widen to float");
-#if defined(EIGEN_VECTORIZE_AVX512) || defined(EIGEN_VECTORIZE_AVX) || defined(EIGEN_VECTORIZE_SSE2)
 #if defined(EIGEN_VECTORIZE_AVX512)
   using I = Eigen::internal::Packet16i;  // Packet<float>'s integer twin, the same width
-#elif defined(EIGEN_VECTORIZE_AVX)
-  using I = Eigen::internal::Packet8i;
-#else
-  using I = Eigen::internal::Packet4i;
-#endif
   const I words = Eigen::internal::ploadu<I>(reinterpret_cast<const int*>(p));
   lo = Eigen::internal::preinterpret<Packet<T>>(Eigen::internal::plogical_shift_left<16>(words));
   hi = Eigen::internal::preinterpret<Packet<T>>(
       Eigen::internal::pand(words, Eigen::internal::pset1<I>(static_cast<int>(0xFFFF0000u))));
-#else
+#else  // the same values lane by lane (the kernel uses pairs only with AVX-512: bf16_row_pairs)
   EIGEN_ALIGN_MAX T low[packet_size<T>], high[packet_size<T>];
   for (int i = 0; i < packet_size<T>; ++i) {
     low[i] = static_cast<T>(p[2 * i]);
@@ -304,12 +307,12 @@ struct NextBlock {
 /// Rows [0, m) in tiles of small_gemm_rows rows (the last tile smaller), for one panel of NR
 /// packets. With Prefetch (a packed panel) the first tile, which reads the panel from memory,
 /// prefetches ahead of itself, and every tile prefetches its share of `next`; a packed panel of
-/// bfloat16 is read in row pairs (see small_tile).
+/// bfloat16 is read in row pairs where it has them (see small_tile, bf16_row_pairs).
 template <typename T, int NR, bool Prefetch, typename B>
 void small_panel(Index m, Index k, const T* a, Index lda, const B* b, Index ldb, T* c, Index ldc,
                  GemmStart<T> start, NextBlock next = {}) {
   constexpr int mr = small_gemm_rows;
-  constexpr bool pairs = Prefetch && !std::is_same_v<T, B>;
+  constexpr bool pairs = Prefetch && !std::is_same_v<T, B> && bf16_row_pairs;
   const Index tiles = (m + mr - 1) / mr;
   const auto share = [&](Index tile) {
     return Prefetch ? prefetch_share(next.first, next.bytes, tile, tiles) : PrefetchLines{};
