@@ -117,7 +117,7 @@ EIGEN_ALWAYS_INLINE void load_b_pair(const Eigen::bfloat16* p, Packet<T>& lo, Pa
       Eigen::internal::pand(words, Eigen::internal::pset1<I>(static_cast<int>(0xFFFF0000u))));
 #else  // the same values lane by lane (the kernel uses pairs only with AVX-512: bf16_row_pairs)
   EIGEN_ALIGN_MAX T low[packet_size<T>], high[packet_size<T>];
-  for (int i = 0; i < packet_size<T>; ++i) {
+  for (Index i = 0; i < packet_size<T>; ++i) {
     low[i] = static_cast<T>(p[2 * i]);
     high[i] = static_cast<T>(p[2 * i + 1]);
   }
