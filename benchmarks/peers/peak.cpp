@@ -9,6 +9,7 @@
 // with "bf16dot_gflops" and "all_bf16dot_gflops" where measured.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -115,9 +116,7 @@ static void print_list(const std::vector<double>& v) {
 }
 
 static double best(const std::vector<double>& v) {
-  double b = 0;
-  for (double x : v) b = x > b ? x : b;
-  return b;
+  return v.empty() ? 0.0 : *std::max_element(v.begin(), v.end());
 }
 
 int main(int argc, char** argv) {

@@ -68,14 +68,14 @@ def table_md(results):
                       "AVX512-BF16 dot products: weights and each product's input rounded to "
                       "bfloat16; a different precision from fp32, so never a row's best)")
     lines.append("Peers: " + "; ".join(peer_v) + ".  ")
-    lines.append("Measured FMA peak: " + ", ".join(
-        f"{p['gflops']:.0f} GFLOP/s on {t} thread{'s' if t != '1' else ''}"
-        for t, p in peak.items()) + " (peak.cpp, best of 5).  ")
+    def per_thread(key):
+        return ", ".join(f"{p[key]:.0f} GFLOP/s on {t} thread{'s' if t != '1' else ''}"
+                         for t, p in peak.items())
+
+    lines.append("Measured FMA peak: " + per_thread("gflops") + " (peak.cpp, best of 5).  ")
     if all("bf16dot_gflops" in p for p in peak.values()):
         lines.append("Measured peak of AVX512-BF16's vdpbf16ps (the bf16 products' instruction, "
-                     "counted as 64 FLOPs on 512 bits): " + ", ".join(
-                         f"{p['bf16dot_gflops']:.0f} GFLOP/s on {t} thread{'s' if t != '1' else ''}"
-                         for t, p in peak.items()) + ".  ")
+                     "counted as 64 FLOPs on 512 bits): " + per_thread("bf16dot_gflops") + ".  ")
     st = results["settings"]
     waited = sum(l.get("waited_s", 0) for l in results["load"])
     lines.append(f"{st['rounds']} interleaved rounds; per cell and round {st['warmup']} warm-up run(s), "
@@ -195,7 +195,7 @@ def target_checks(results, peer="shareformer"):
     told) against the fastest other fp32 peer of each cell (target 6, no allocation, is a unit
     test): target -> [(cell, margin, text)], margin = achieved / required, >= 1 when met."""
     peak = results["peak_gflops"]
-    ms = {}  # (model, policy, batch, seq, threads) -> shareformer fp32 median
+    ms = {}  # (model, policy, batch, seq, threads) -> the judged peer's median
     # target -> [(cell, margin, text)]; margin = achieved / required, >= 1 when met
     checks = {t: [] for t in range(1, 6)}
 
