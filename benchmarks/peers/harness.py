@@ -23,7 +23,7 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
 import report  # noqa: E402
-from workloads import FULL_SHAPES, MODELS, POLICIES, QUICK_SHAPES, flops  # noqa: E402
+from workloads import FULL_SHAPES, MODELS, POLICIES, QUICK_SHAPES, flops, weight_matrix_bytes  # noqa: E402
 
 PEERS = ("pytorch", "onnxruntime", "shareformer", "shareformer-bf16", "shareformer-bf16dot")
 # shareformer-bf16: the same CLI with --weights bf16 (weights rounded to bfloat16, streamed as
@@ -108,17 +108,25 @@ class Shareformer:
         return out
 
 
-def measure_peak(threads_list, seconds, repeats):
+def peak_exe():
+    """peak.cpp, built when missing or older than its source."""
     src = os.path.join(HERE, "peak.cpp")
     exe = os.path.join(HERE, "build", "peak")
     if not os.path.exists(exe) or os.path.getmtime(exe) < os.path.getmtime(src):
         os.makedirs(os.path.dirname(exe), exist_ok=True)
         cxx = os.environ.get("CXX", "g++")
         subprocess.run([cxx, "-O2", "-march=native", "-pthread", src, "-o", exe], check=True)
+    return exe
+
+
+def measure_peak(threads_list, seconds, repeats, read_bytes=0):
+    """peak.cpp's JSON per thread count: the FMA peak, or with read_bytes the read rate of a
+    buffer of that size."""
+    exe = peak_exe()
     peak = {}
     for t in threads_list:
-        p = subprocess.run([exe, str(t), str(seconds), str(repeats)], capture_output=True,
-                           text=True, check=True)
+        cmd = [exe, str(t), str(seconds), str(repeats)] + ([str(read_bytes)] if read_bytes else [])
+        p = subprocess.run(cmd, capture_output=True, text=True, check=True)
         peak[str(t)] = json.loads(p.stdout)
     return peak
 
@@ -284,6 +292,12 @@ def main():
     log("measuring the FMA peak")
     peak = measure_peak(threads_list, args.peak_seconds, 5)
     log("peak: " + ", ".join(f"{t} thread(s) {p['gflops']:.0f} GFLOP/s" for t, p in peak.items()))
+    # How fast the weights of each unshared stack in the run can come from memory at all.
+    read = {}
+    for m in models:
+        read[m] = measure_peak(threads_list, args.peak_seconds, 5, weight_matrix_bytes(m))
+        log(f"read rate of {m}'s unshared weight matrices ({weight_matrix_bytes(m) / 2**20:.0f} MiB): "
+            + ", ".join(f"{t} thread(s) {p['read_gbs']:.1f} GB/s" for t, p in read[m].items()))
 
     workers = {}
     for t in threads_list:
@@ -383,6 +397,7 @@ def main():
                                    "torch.set_num_threads": "threads", **torch_env},
         },
         "peak_gflops": peak,
+        "read_gbs": read,
         "onnx_models": onnx_manifest,
         "load": load,
         "notes": notes,

@@ -4,15 +4,22 @@
 // pair products summed in float: 64 FLOPs per instruction on 512 bits, twice an FMA's), the
 // instruction of shareformer's --weights bf16dot: whether it pays depends on how many of them the
 // CPU issues per cycle.
-// Build: g++ -O2 -march=native -pthread peak.cpp -o peak. Run: peak THREADS [SECONDS] [REPEATS].
+// With READ_BYTES, it measures instead how fast THREADS threads read a buffer of that many bytes
+// from memory: each thread sums its share of the buffer with vector loads, pass after pass, and
+// nothing else (the rate at which an unshared stack's weights, too large for the caches, can
+// reach the cores at best; a forward that computes on them cannot read them faster).
+// Build: g++ -O2 -march=native -pthread peak.cpp -o peak.
+// Run: peak THREADS [SECONDS] [REPEATS] [READ_BYTES].
 // Prints {"threads": N, "gflops": best-of-repeats, "all_gflops": [...], "isa": "..."} as JSON,
-// with "bf16dot_gflops" and "all_bf16dot_gflops" where measured.
+// with "bf16dot_gflops" and "all_bf16dot_gflops" where measured; with READ_BYTES,
+// {"threads": N, "read_bytes": B, "read_gbs": best-of-repeats, "all_read_gbs": [...]}.
 #include <immintrin.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <thread>
 #include <vector>
 
@@ -22,6 +29,7 @@ static const char* kIsa = "avx512";
 static inline vec set1(float x) { return _mm512_set1_ps(x); }
 static inline vec fma(vec a, vec b, vec c) { return _mm512_fmadd_ps(a, b, c); }
 static inline vec add(vec a, vec b) { return _mm512_add_ps(a, b); }
+static inline vec load(const float* p) { return _mm512_load_ps(p); }
 static inline float sum(vec a) {
   alignas(64) float f[16];
   _mm512_store_ps(f, a);
@@ -35,6 +43,7 @@ static const char* kIsa = "avx2-fma";
 static inline vec set1(float x) { return _mm256_set1_ps(x); }
 static inline vec fma(vec a, vec b, vec c) { return _mm256_fmadd_ps(a, b, c); }
 static inline vec add(vec a, vec b) { return _mm256_add_ps(a, b); }
+static inline vec load(const float* p) { return _mm256_load_ps(p); }
 static inline float sum(vec a) {
   alignas(32) float f[8];
   _mm256_store_ps(f, a);
@@ -119,10 +128,66 @@ static double best(const std::vector<double>& v) {
   return v.empty() ? 0.0 : *std::max_element(v.begin(), v.end());
 }
 
+// Sum of the floats [begin, end) of p, 4 vectors per step (end - begin a multiple of 4 vectors).
+static float read_sum(const float* p, long begin, long end) {
+  vec a0 = set1(0.0f), a1 = a0, a2 = a0, a3 = a0;
+  for (long i = begin; i < end; i += 4 * kFloats) {
+    a0 = add(a0, load(p + i));
+    a1 = add(a1, load(p + i + kFloats));
+    a2 = add(a2, load(p + i + 2 * kFloats));
+    a3 = add(a3, load(p + i + 3 * kFloats));
+  }
+  return sum(add(add(a0, a1), add(a2, a3)));
+}
+
+// Read rate of a `bytes` buffer, each of `threads` threads reading its share; returns the GB/s of
+// each repeat (as many whole passes as fit in about `seconds`, after one untimed pass).
+static std::vector<double> measure_read(long bytes, int threads, double seconds, int repeats) {
+  const long step = 4L * kFloats * threads;
+  const long n = std::max(step, bytes / static_cast<long>(sizeof(float)) / step * step);
+  float* p = static_cast<float*>(std::aligned_alloc(64, n * sizeof(float)));
+  if (p == nullptr) return {};
+  std::memset(p, 0, n * sizeof(float));
+  volatile float sink = 0;
+  auto passes = [&](long count) {
+    std::vector<std::thread> pool;
+    std::vector<float> out(threads);
+    for (int t = 0; t < threads; ++t)
+      pool.emplace_back([&, t] {
+        const long share = n / threads;
+        for (long r = 0; r < count; ++r) out[t] += read_sum(p, t * share, (t + 1) * share);
+      });
+    for (auto& th : pool) th.join();
+    for (float v : out) sink = sink + v;
+  };
+  auto t0 = std::chrono::steady_clock::now();
+  passes(1);
+  const double one = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const long count = static_cast<long>(seconds / one) + 1;
+  std::vector<double> all;
+  for (int r = 0; r < repeats; ++r) {
+    auto start = std::chrono::steady_clock::now();
+    passes(count);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    all.push_back(static_cast<double>(n) * sizeof(float) * count / s / 1e9);
+  }
+  std::free(p);
+  return all;
+}
+
 int main(int argc, char** argv) {
   const int threads = argc > 1 ? std::atoi(argv[1]) : 1;
   const double seconds = argc > 2 ? std::atof(argv[2]) : 0.5;
   const int repeats = argc > 3 ? std::atoi(argv[3]) : 5;
+  const long read_bytes = argc > 4 ? std::atol(argv[4]) : 0;
+  if (read_bytes > 0) {
+    const std::vector<double> all = measure_read(read_bytes, threads, seconds, repeats);
+    std::printf("{\"threads\": %d, \"read_bytes\": %ld, \"read_gbs\": %.2f, \"all_read_gbs\": [",
+                threads, read_bytes, best(all));
+    print_list(all);
+    std::printf("]}\n");
+    return all.empty() ? 1 : 0;
+  }
   const std::vector<double> all =
       measure(kernel, 2.0 * kFloats * kChains * kInner, threads, seconds, repeats);
   std::printf("{\"threads\": %d, \"gflops\": %.1f, \"isa\": \"%s\", \"all_gflops\": [", threads,

@@ -7,7 +7,7 @@ import json
 import os
 import sys
 
-from workloads import MODELS, POLICY_LABEL
+from workloads import MODELS, POLICY_LABEL, weight_matrix_bytes
 
 LABEL = {"pytorch": "PyTorch", "onnxruntime": "ONNX Runtime", "shareformer": "shareformer",
          "shareformer-bf16": "shareformer bf16 weights",
@@ -16,6 +16,7 @@ COLOR = {"pytorch": "#d62728", "onnxruntime": "#1f77b4", "shareformer": "#2ca02c
          "shareformer-bf16": "#9467bd", "shareformer-bf16dot": "#ff7f0e"}
 ALL_PEERS = ("pytorch", "onnxruntime", "shareformer", "shareformer-bf16", "shareformer-bf16dot")
 FP32_PEERS = ALL_PEERS[:3]  # the "best" of a row is the fastest of these
+BF16_PEERS = ALL_PEERS[3:]  # stream their weights as bfloat16
 
 
 def fmt_ms(x):
@@ -76,6 +77,15 @@ def table_md(results):
     if all("bf16dot_gflops" in p for p in peak.values()):
         lines.append("Measured peak of AVX512-BF16's vdpbf16ps (the bf16 products' instruction, "
                      "counted as 64 FLOPs on 512 bits): " + per_thread("bf16dot_gflops") + ".  ")
+    read = results.get("read_gbs") or {}
+    if read:
+        lines.append("Measured read rate of an unshared stack's weight matrices (peak.cpp: a buffer "
+                     "of their size, shared out among the threads, summed pass after pass with "
+                     "vector loads and nothing else; best of 5): "
+                     + "; ".join(f"{m} ({weight_matrix_bytes(m) / 2**20:.0f} MiB) "
+                                 + ", ".join(f"{p['read_gbs']:.1f} GB/s on {t} thread"
+                                             f"{'s' if t != '1' else ''}" for t, p in r.items())
+                                 for m, r in read.items()) + ".  ")
     st = results["settings"]
     waited = sum(l.get("waited_s", 0) for l in results["load"])
     lines.append(f"{st['rounds']} interleaved rounds; per cell and round {st['warmup']} warm-up run(s), "
@@ -190,6 +200,18 @@ def table_md(results):
     return "\n".join(lines)
 
 
+def streaming_need(results, c, ms, peer):
+    """For an unshared cell of a run that measured its read rate: ", its weights at X GB/s = Y %
+    of the read rate", the rate at which `peer`'s forward of `ms` would have to read them (half
+    the bytes for the peers that stream bfloat16 weights); else ""."""
+    rate = (results.get("read_gbs") or {}).get(c["model"], {}).get(str(c["threads"]))
+    if c["policy"] != "none" or not rate:
+        return ""
+    fp32_bytes = weight_matrix_bytes(c["model"])
+    gbs = (fp32_bytes // 2 if peer in BF16_PEERS else fp32_bytes) / (ms * 1e-3) / 1e9
+    return f", its weights at {gbs:.1f} GB/s = {100 * gbs / rate['read_gbs']:.0f} % of the read rate"
+
+
 def target_checks(results, peer="shareformer"):
     """The performance issue's targets 1-5, judged on this run's `peer` (fp32 shareformer unless
     told) against the fastest other fp32 peer of each cell (target 6, no allocation, is a unit
@@ -218,7 +240,8 @@ def target_checks(results, peer="shareformer"):
                 # the fraction of the FMA peak a whole forward would have to reach
                 at = 100 * gflops(c, min(others) / need) / pk["gflops"]
                 checks[2].append((name(c), speedup / need,
-                                  f"{speedup:.2f}x (needs {need:.1f}x = {at:.0f} % of peak)"))
+                                  f"{speedup:.2f}x (needs {need:.1f}x = {at:.0f} % of peak"
+                                  + streaming_need(results, c, min(others) / need, peer) + ")"))
             if c["batch"] == 1 and c["seq"] in (128, 512) and c["threads"] == 2:
                 checks[3].append((name(c), 0.85 * speedup, f"{1 / speedup:.3f}"))
         pk = peak.get(str(c["threads"]))

@@ -32,6 +32,14 @@ def flops(model, batch, seq):
     return layers * (2 * t * (4 * d * d + 2 * d * ff) + 4 * batch * seq * seq * d)
 
 
+def weight_matrix_bytes(model):
+    """fp32 bytes of the weight matrices of an unshared stack (n_layers blocks, 4 d^2 + 2 d ff
+    each; biases and LayerNorms left out): what a forward of it reads from memory at least once
+    when they do not fit in the caches."""
+    d, _h, ff, layers = MODELS[model]
+    return 4 * layers * (4 * d * d + 2 * d * ff)
+
+
 def weight_seed(model, policy):
     return {"bert-base": 1000, "seed": 2000}[model] + (0 if policy == "all" else 1)
 
