@@ -114,7 +114,7 @@ TEST(PackedPrefetch, RowTilesShareTheNextBlockOutExactly) {
         EXPECT_EQ(static_cast<const char*>(share.first), expected) << where;
         EXPECT_GE(share.lines, bytes / 64 / tiles) << where;
         EXPECT_LE(share.lines, bytes / 64 / tiles + 1) << where;
-        EXPECT_EQ(share.l1, tiles <= sf::ops::detail::prefetch_l1_max_tiles) << where << ": level";
+        EXPECT_EQ(share.l1, tiles <= sf::ops::detail::prefetch_l1_max_tiles()) << where << ": level";
         expected += 64 * share.lines;
         total += share.lines;
       }

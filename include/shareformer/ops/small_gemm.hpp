@@ -160,19 +160,36 @@ struct PrefetchLines {
 
 /// Passes of at most this many row tiles (64 rows with AVX-512's 8-row tiles) prefetch the next
 /// pass's block into L1; longer ones into L2 only, where it waits the whole pass without taking
-/// L1 from the rows being computed. Measured (2026-11-28, -march=native, builds alternated round
-/// by round, medians of the rounds): prefetching into L1 instead of L2 makes bench_ops GemmStream
-/// (weights from memory) 1.04-1.21x faster at 16, 32 and 64 tokens on 1 and 2 threads (all 12
-/// cells, 5 rounds), and bench_stack Stack12 bert-base at 16 and 32 tokens (shared and unshared,
-/// 1 and 2 threads) 1.05-1.17x faster in all 8 cells (4 rounds), then, with this limit, 1.00-1.20x
-/// (3 rounds; unshared 16 tokens unchanged); at 128, 512 and 1024 tokens it was the same or up to
-/// 3 % slower (2 rounds), hence the limit. That was the AMD EPYC. On the Intel Xeon (2 MiB L2),
-/// benchmarks/ab in one process (2026-11-29, 2 x 40 rounds, the same forwards) found L2 slightly
-/// better instead: 0.98-1.05x for 0 against 8 (14 of 16 cells at least 1.0).
-#ifndef SHAREFORMER_PREFETCH_L1_MAX_TILES
-#define SHAREFORMER_PREFETCH_L1_MAX_TILES 8
+/// L1 from the rows being computed. The best level differs between the two CPUs measured, so it
+/// is chosen when first asked for: 0 (always L2) on Intel CPUs, 8 on others;
+/// -DSHAREFORMER_PREFETCH_L1_MAX_TILES=N fixes it at N.
+/// - AMD EPYC (Zen 5; 2026-11-28, -march=native, builds alternated round by round, medians of the
+///   rounds): prefetching into L1 instead of L2 makes bench_ops GemmStream (weights from memory)
+///   1.04-1.21x faster at 16, 32 and 64 tokens on 1 and 2 threads (all 12 cells, 5 rounds), and
+///   bench_stack Stack12 bert-base at 16 and 32 tokens (shared and unshared, 1 and 2 threads)
+///   1.05-1.17x faster in all 8 cells (4 rounds), then, with this limit, 1.00-1.20x (3 rounds;
+///   unshared 16 tokens unchanged); at 128, 512 and 1024 tokens it was the same or up to 3 %
+///   slower (2 rounds), hence the limit of 8.
+/// - Intel Xeon (family 6 model 207, 2 MiB L2; benchmarks/ab, both levels in one process,
+///   per-round medians): 2026-11-29 early, 2 x 40 rounds, 0.98-1.05x for 0 against 8 (14 of 16
+///   cells at least 1.0); 2026-11-29 08:30-08:45 UTC, bert-base, 0 against 8: unshared 1 x 16
+///   1.048x / 1.013x (1 / 2 threads, 40 rounds), unshared 1 x 32 1.001x / 1.015x, shared 1 x 16
+///   1.033x / 1.027x, seed unshared 1 x 16 1.073x / 1.055x; shared 8 x 128 1.003x / 1.026x and
+///   1 x 512 1.008x / 0.994x (8-10 rounds). Prefetching into L1 only for passes of 5-8 tiles gave
+///   no more (1.00-1.05x).
+inline Index prefetch_l1_max_tiles() {
+#if defined(SHAREFORMER_PREFETCH_L1_MAX_TILES)
+  return SHAREFORMER_PREFETCH_L1_MAX_TILES;
+#elif defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+  static const Index tiles = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_is("intel") ? Index{0} : Index{8};
+  }();
+  return tiles;
+#else
+  return 8;
 #endif
-inline constexpr Index prefetch_l1_max_tiles = SHAREFORMER_PREFETCH_L1_MAX_TILES;
+}
 
 /// Prefetches the cache line at `address`, into L1 and L2 (l1) or into L2 only.
 EIGEN_ALWAYS_INLINE void prefetch_line(std::uintptr_t address, bool l1) {
@@ -208,12 +225,12 @@ class SpreadPrefetch {
 /// The share of `next` (`bytes` bytes, whole cache lines) that tile `tile` of `tiles` prefetches:
 /// the tiles of a pass split the next pass's block evenly, so that it streams in at the pace of
 /// the arithmetic instead of in a burst when the pass begins. Into L1 when the pass has at most
-/// prefetch_l1_max_tiles tiles.
+/// prefetch_l1_max_tiles() tiles.
 inline PrefetchLines prefetch_share(const void* next, Index bytes, Index tile, Index tiles) {
   const Index lines = next == nullptr ? 0 : bytes / 64;
   const Index from = tile * lines / tiles, to = (tile + 1) * lines / tiles;
   return {next == nullptr ? nullptr : static_cast<const char*>(next) + 64 * from, to - from,
-          tiles <= prefetch_l1_max_tiles};
+          tiles <= prefetch_l1_max_tiles()};
 }
 
 /// c[0:MR, 0:NR*lanes] = start + a[0:MR, 0:k] * b[0:k, 0:NR*lanes] (start at the tile's origin),
@@ -497,7 +514,7 @@ void packed_gemm_block(Index m, Index k, const T* a, Index lda, const B* packed,
 /// the others from c).
 /// A pass's first row tile prefetches ahead of the rows it reads, and all its row tiles together
 /// prefetch the block the next pass reads, at the pace of the arithmetic rather than in a burst
-/// when that pass begins (into L1 for passes of up to 64 rows, see prefetch_l1_max_tiles).
+/// when that pass begins (into L1 or L2 depending on the CPU and the pass's rows, see prefetch_l1_max_tiles).
 /// Measured (bench_stack Stack12, -march=native, against the build without it, alternated 3-4
 /// rounds, 2026-11-27): unshared stacks, whose weights stream from
 /// memory, 1.02-1.33x faster at 16-32 tokens and 1.03-1.05x at 128; shared stacks (weights in L3)
