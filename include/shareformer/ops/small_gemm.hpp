@@ -233,6 +233,17 @@ inline PrefetchLines prefetch_share(const void* next, Index bytes, Index tile, I
           tiles <= prefetch_l1_max_tiles()};
 }
 
+/// acc[i][j] += a[i, q] * bv[j] for the MR rows of a tile: one row q of b's products, loaded into
+/// bv (NR packets).
+template <int MR, int NR, typename T>
+EIGEN_ALWAYS_INLINE void add_row(Packet<T> (&acc)[MR][NR], const T* a, Index lda, Index q,
+                                 const Packet<T> (&bv)[NR]) {
+  unrolled<MR>([&](auto i) {
+    const Packet<T> av = Eigen::internal::pset1<Packet<T>>(a[i * lda + q]);
+    unrolled<NR>([&](auto j) { acc[i][j] = Eigen::internal::pmadd(av, bv[j], acc[i][j]); });
+  });
+}
+
 /// c[0:MR, 0:NR*lanes] = start + a[0:MR, 0:k] * b[0:k, 0:NR*lanes] (start at the tile's origin),
 /// the accumulators held in registers for the whole k loop. Streams b row by row: each loaded
 /// packet of b serves MR rows. With Ahead, b's rows must be contiguous (ldb = NR * lanes, a packed
@@ -244,7 +255,6 @@ inline PrefetchLines prefetch_share(const void* next, Index bytes, Index tile, I
 template <typename T, int MR, int NR, bool Ahead, bool Pairs, typename B>
 EIGEN_ALWAYS_INLINE void small_tile(Index k, const T* a, Index lda, const B* b, Index ldb, T* c,
                                     Index ldc, GemmStart<T> start, PrefetchLines next) {
-  using Eigen::internal::pmadd;
   using P = Packet<T>;
   constexpr int lanes = packet_size<T>;
   constexpr int row_bytes = NR * lanes * static_cast<int>(sizeof(B));
@@ -272,14 +282,8 @@ EIGEN_ALWAYS_INLINE void small_tile(Index k, const T* a, Index lda, const B* b, 
       spread.step();
       P lo[NR], hi[NR];
       unrolled<NR>([&](auto j) { load_b_pair<T>(b + p * ldb + j * 2 * lanes, lo[j], hi[j]); });
-      unrolled<MR>([&](auto i) {
-        const P av = Eigen::internal::pset1<P>(a[i * lda + p]);
-        unrolled<NR>([&](auto j) { acc[i][j] = pmadd(av, lo[j], acc[i][j]); });
-      });
-      unrolled<MR>([&](auto i) {
-        const P av = Eigen::internal::pset1<P>(a[i * lda + p + 1]);
-        unrolled<NR>([&](auto j) { acc[i][j] = pmadd(av, hi[j], acc[i][j]); });
-      });
+      add_row<MR, NR>(acc, a, lda, p, lo);
+      add_row<MR, NR>(acc, a, lda, p + 1, hi);
     }
   }
   for (; p < k; ++p) {  // every row of the plain layout, or the last, unpaired one
@@ -287,10 +291,7 @@ EIGEN_ALWAYS_INLINE void small_tile(Index k, const T* a, Index lda, const B* b, 
     spread.step();
     P bv[NR];
     unrolled<NR>([&](auto j) { bv[j] = load_b<T>(b + p * ldb + j * lanes); });
-    unrolled<MR>([&](auto i) {
-      const P av = Eigen::internal::pset1<P>(a[i * lda + p]);
-      unrolled<NR>([&](auto j) { acc[i][j] = pmadd(av, bv[j], acc[i][j]); });
-    });
+    add_row<MR, NR>(acc, a, lda, p, bv);
   }
   unrolled<MR>([&](auto i) {
     unrolled<NR>([&](auto j) { Eigen::internal::pstoreu(c + i * ldc + j * lanes, acc[i][j]); });
