@@ -167,7 +167,10 @@ def git_rev():
     try:
         rev = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
                              capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain"],
+        # Kept runs (results/) are not the code being measured: a run made before the last one
+        # was committed is still a run of a clean tree.
+        dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--", ".",
+                                ":(exclude)benchmarks/peers/results"],
                                capture_output=True, text=True).stdout.strip()
         return rev + ("-dirty" if dirty else "")
     except OSError:
