@@ -6,8 +6,9 @@
 // CPU issues per cycle.
 // With READ_BYTES, it measures instead how fast THREADS threads read a buffer of that many bytes
 // from memory: each thread sums its share of the buffer with vector loads, prefetching 16 KiB
-// ahead, pass after pass, and nothing else (the rate at which an unshared stack's weights, too large for the caches, can
-// reach the cores at best; a forward that computes on them cannot read them faster).
+// ahead, pass after pass, and nothing else (the rate at which an unshared stack's weights, too
+// large for the caches, can reach the cores at best; a forward that computes on them cannot read
+// them faster).
 // Build: g++ -O2 -march=native -pthread peak.cpp -o peak.
 // Run: peak THREADS [SECONDS] [REPEATS] [READ_BYTES].
 // Prints {"threads": N, "gflops": best-of-repeats, "all_gflops": [...], "isa": "..."} as JSON,

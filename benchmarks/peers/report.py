@@ -69,22 +69,21 @@ def table_md(results):
                       "AVX512-BF16 dot products: weights and each product's input rounded to "
                       "bfloat16; a different precision from fp32, so never a row's best)")
     lines.append("Peers: " + "; ".join(peer_v) + ".  ")
-    def per_thread(key):
-        return ", ".join(f"{p[key]:.0f} GFLOP/s on {t} thread{'s' if t != '1' else ''}"
-                         for t, p in peak.items())
+    def per_thread(by_threads, key, unit="GFLOP/s", digits=0):
+        return ", ".join(f"{p[key]:.{digits}f} {unit} on {t} thread{'s' if t != '1' else ''}"
+                         for t, p in by_threads.items())
 
-    lines.append("Measured FMA peak: " + per_thread("gflops") + " (peak.cpp, best of 5).  ")
+    lines.append("Measured FMA peak: " + per_thread(peak, "gflops") + " (peak.cpp, best of 5).  ")
     if all("bf16dot_gflops" in p for p in peak.values()):
         lines.append("Measured peak of AVX512-BF16's vdpbf16ps (the bf16 products' instruction, "
-                     "counted as 64 FLOPs on 512 bits): " + per_thread("bf16dot_gflops") + ".  ")
+                     "counted as 64 FLOPs on 512 bits): " + per_thread(peak, "bf16dot_gflops") + ".  ")
     read = results.get("read_gbs") or {}
     if read:
         lines.append("Measured read rate of an unshared stack's weight matrices (peak.cpp: a buffer "
                      "of their size, shared out among the threads, summed pass after pass with "
                      "vector loads and nothing else; best of 5): "
                      + "; ".join(f"{m} ({weight_matrix_bytes(m) / 2**20:.0f} MiB) "
-                                 + ", ".join(f"{p['read_gbs']:.1f} GB/s on {t} thread"
-                                             f"{'s' if t != '1' else ''}" for t, p in r.items())
+                                 + per_thread(r, "read_gbs", "GB/s", 1)
                                  for m, r in read.items()) + ".  ")
     st = results["settings"]
     waited = sum(l.get("waited_s", 0) for l in results["load"])

@@ -515,7 +515,8 @@ void packed_gemm_block(Index m, Index k, const T* a, Index lda, const B* packed,
 /// the others from c).
 /// A pass's first row tile prefetches ahead of the rows it reads, and all its row tiles together
 /// prefetch the block the next pass reads, at the pace of the arithmetic rather than in a burst
-/// when that pass begins (into L1 or L2 depending on the CPU and the pass's rows, see prefetch_l1_max_tiles).
+/// when that pass begins (into L1 or L2 depending on the CPU and the pass's rows, see
+/// prefetch_l1_max_tiles).
 /// Measured (bench_stack Stack12, -march=native, against the build without it, alternated 3-4
 /// rounds, 2026-11-27): unshared stacks, whose weights stream from
 /// memory, 1.02-1.33x faster at 16-32 tokens and 1.03-1.05x at 128; shared stacks (weights in L3)
