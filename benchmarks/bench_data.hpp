@@ -8,13 +8,18 @@
 
 namespace bench {
 
-/// 0: the seed's d 512, 8 heads, ff 2048; 1: bert-base's d 768, 12 heads, ff 3072.
+/// 0: the seed's d 512, 8 heads, ff 2048; 1: bert-base's d 768, 12 heads, ff 3072; 2: MiniLM's
+/// d 384, 12 heads of 32 columns, ff 1536.
 inline shareformer::BlockConfig preset(int which) {
   shareformer::BlockConfig c;
   if (which == 1) {
     c.d_model = 768;
     c.n_heads = 12;
     c.d_ff = 3072;
+  } else if (which == 2) {
+    c.d_model = 384;
+    c.n_heads = 12;
+    c.d_ff = 1536;
   }
   return c;
 }

@@ -6,6 +6,7 @@
 //
 //   ab --rounds 40 --threads 1 fwd --policy unshared --model bert-base --batch 1 --seq 16 A.so B.so
 //   ab --rounds 30 --threads 2 prod --m 1024 --k 768 --n 3072 --reps 3 A.so B.so
+//   ab --rounds 30 --threads 1 attn --batch 1 --seq 512 --d-head 64 A.so B.so   (attention alone)
 //   ab --rounds 20 --threads 1,2 fwd --seq 512 A.so     (one module on 1 and on 2 threads)
 //   ab --rounds 20 --threads 1,2 --pair fwd --seq 512 A.so   (and two 1-thread forwards at once)
 #include <CLI/CLI.hpp>
@@ -32,6 +33,7 @@ using MakeFn = void* (*)(int, int, int);
 using FreeFn = void (*)(void*);
 using ForwardFn = double (*)(void*, int, int, int, int, const float**, long*);
 using ProductFn = double (*)(int, int, int, int, int);
+using AttentionFn = double (*)(int, int, int, int, int, int, const float**, long*);
 
 struct Module {
   void* handle = nullptr;
@@ -39,6 +41,7 @@ struct Module {
   FreeFn free = nullptr;
   ForwardFn forward = nullptr;
   ProductFn product = nullptr;
+  AttentionFn attention = nullptr;
 };
 
 template <typename F>
@@ -59,6 +62,7 @@ Module load(const std::string& path) {
   m.free = symbol<FreeFn>(m.handle, path, "sf_ab_free");
   m.forward = symbol<ForwardFn>(m.handle, path, "sf_ab_forward");
   m.product = symbol<ProductFn>(m.handle, path, "sf_ab_product");
+  m.attention = symbol<AttentionFn>(m.handle, path, "sf_ab_attention");
   return m;
 }
 
@@ -111,14 +115,14 @@ int main(int argc, char** argv) {
                "base/this against the module on 1 thread is how much two cores give together");
   bool expect_identical = false;
   app.add_flag("--expect-identical", expect_identical,
-               "Exit 1 unless every variant's output equals the first's bit for bit (fwd)");
+               "Exit 1 unless every variant's output equals the first's bit for bit (fwd, attn)");
 
   auto* fwd = app.add_subcommand("fwd", "Whole 12-layer forwards (packed weights)");
   int policy = 0, model = 1;
   int batch = 1, seq = 16;
   const std::map<std::string, int> policies{
       {"unshared", 0}, {"shared", 1}, {"shared-ffn", 2}, {"shared-attention", 3}};
-  const std::map<std::string, int> models{{"seed", 0}, {"bert-base", 1}};
+  const std::map<std::string, int> models{{"seed", 0}, {"bert-base", 1}, {"minilm", 2}};
   fwd->add_option("--policy", policy)
       ->transform(CLI::CheckedTransformer(policies))
       ->default_str("unshared");
@@ -140,6 +144,15 @@ int main(int argc, char** argv) {
   prod->add_option("--n", n)->check(CLI::PositiveNumber);
   prod->add_option("--reps", reps, "Products per timing")->check(CLI::PositiveNumber);
   prod->add_option("modules", paths, "Variant modules; the first is the baseline")->required();
+
+  auto* attn = app.add_subcommand("attn", "Attention alone (ops::attention on a fused QKV matrix)");
+  int d_head = 64, heads = 12;
+  attn->add_option("--batch", batch)->check(CLI::PositiveNumber);
+  attn->add_option("--seq", seq)->check(CLI::PositiveNumber);
+  attn->add_option("--d-head", d_head)->check(CLI::PositiveNumber);
+  attn->add_option("--heads", heads)->check(CLI::PositiveNumber);
+  attn->add_option("--reps", reps, "Calls per timing")->check(CLI::PositiveNumber);
+  attn->add_option("modules", paths, "Variant modules; the first is the baseline")->required();
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -179,6 +192,15 @@ int main(int argc, char** argv) {
         };
         // The pair's two forwards take twice the work: its time per forward is half its time.
         const double t = v.threads > 0 ? once(0, v.threads) : together([&](int s) { return once(s, 1); }) / 2;
+        if (out != nullptr) out->assign(data, data + size);
+        return t;
+      };
+    } else if (attn->parsed()) {
+      run = [&](const Variant& v, std::vector<float>* out) {
+        const float* data = nullptr;
+        long size = 0;
+        const double t = modules[v.module].attention(batch, seq, d_head, heads, v.threads, reps,
+                                                     &data, &size);
         if (out != nullptr) out->assign(data, data + size);
         return t;
       };
@@ -222,7 +244,7 @@ int main(int argc, char** argv) {
                  median(ratios), max_diff[v], differ[v]);
       identical = identical && differ[v] == 0;
     }
-    if (expect_identical && fwd->parsed() && !identical) {
+    if (expect_identical && !prod->parsed() && !identical) {
       fmt::print(stderr, "ab: the variants' outputs differ\n");
       return 1;
     }

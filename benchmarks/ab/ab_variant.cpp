@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // One variant of shareformer for the `ab` driver: built as a module (a shared library that hides
-// every symbol but the three below), once per variant, from this tree or another one and with its
+// every symbol but the functions below), once per variant, from this tree or another one and with its
 // own macros. Each module holds its own copy of every inline function and template, so the driver
 // can load several and alternate between them inside one process.
 #include "../bench_data.hpp"
@@ -13,6 +13,7 @@
 #include <memory>
 #include <tuple>
 #include <variant>
+#include <vector>
 
 namespace sf = shareformer;
 
@@ -61,6 +62,11 @@ struct Product {
   sf::ops::GemmScratch<float> scratch;
 };
 
+struct Attention {
+  sf::RowMatrix<float> qkv, ctx;
+  std::vector<sf::RowMatrix<float>> scratch;
+};
+
 double ms_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
@@ -70,7 +76,7 @@ double ms_since(std::chrono::steady_clock::time_point t0) {
 extern "C" {
 
 /// A packed 12-layer stack: policy 0 Unshared, 1 SharedAll, 2 SharedFfn, 3 SharedAttention;
-/// model 0 the seed's shape, 1 bert-base's; weights 0 float, 1 rounded to bfloat16 with packed
+/// model 0 the seed's shape, 1 bert-base's, 2 MiniLM's (d 384, 12 heads; 12 layers here); weights 0 float, 1 rounded to bfloat16 with packed
 /// bfloat16 copies for small inputs (use_bf16_weights). Weights from randomize(1), the same in
 /// every variant.
 __attribute__((visibility("default"))) void* sf_ab_make(int policy, int model, int weights) {
@@ -118,6 +124,30 @@ __attribute__((visibility("default"))) double sf_ab_product(int m, int k, int n,
     sf::ops::gemm_accumulate<float>(p.a, *p.b, p.c, threads, p.scratch);
   }
   return ms_since(t0) / reps;
+}
+
+/// `reps` calls of ops::attention on a fused QKV matrix of noise, `batch` sequences of `seq`
+/// tokens, `heads` heads of `d_head` columns (inputs and scratch kept per shape); returns the mean
+/// time of one in ms and, when out and size are given, points *out at the context of the last
+/// call (*size = tokens x heads x d_head floats, valid until the next call of that shape).
+__attribute__((visibility("default"))) double sf_ab_attention(int batch, int seq, int d_head,
+                                                              int heads, int threads, int reps,
+                                                              const float** out, long* size) {
+  static std::map<std::tuple<int, int, int, int>, Attention> cache;
+  Attention& a = cache[{batch, seq, d_head, heads}];
+  const sf::Batch layout = sf::Batch::uniform(batch, seq);
+  const sf::Index d = sf::Index{d_head} * heads;
+  if (a.qkv.size() == 0) {
+    a.qkv = noise(layout.tokens(), 3 * d, 3);
+    a.ctx.resize(layout.tokens(), d);
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int r = 0; r < reps; ++r)
+    sf::ops::attention<float>(a.qkv, layout, heads, false, a.ctx, a.scratch, threads);
+  const double ms = ms_since(t0) / reps;
+  if (out != nullptr) *out = a.ctx.data();
+  if (size != nullptr) *size = static_cast<long>(a.ctx.size());
+  return ms;
 }
 
 }  // extern "C"

@@ -31,20 +31,38 @@ template <typename T>
 class Packed : public sf::testing::ScalarTest<T> {};
 TYPED_TEST_SUITE(Packed, sf::testing::Scalars);
 
-// Shapes that reach every panel kind: full panels, single packets, and fewer columns than a packet
-// (for every SIMD width from SSE's 4 floats to AVX-512's 16), rows below, at and above a tile.
+// Shapes that reach every panel kind: full panels, panels of two packets and of one, and fewer
+// columns than a packet (for every SIMD width from SSE's 4 floats to AVX-512's 16; e.g. 129
+// columns of AVX-512 floats: 3, 3 and 2 packets, then 1 column), rows below, at and above a tile.
 const std::vector<std::tuple<Index, Index, Index>> shapes = {
     {1, 7, 3},   {8, 64, 48},   {17, 300, 53}, {9, 1, 129}, {5, 768, 100},
     {40, 33, 97}, {150, 40, 53}, {3, 0, 20},   {133, 0, 7}};
+
+// Width of the panel at column j of `cols`, from the documented layout: panels of 3 packets while
+// they fit, then one of the 2 or 1 whole packets left, then the rest.
+Index documented_width(Index j, Index cols, Index lanes) {
+  const Index left = cols - j;
+  if (left >= 3 * lanes) return 3 * lanes;
+  if (left >= 2 * lanes) return 2 * lanes;
+  return left >= lanes ? lanes : left;
+}
+
+// Column counts whose layouts hold each panel kind: 1 column; one full panel; a full panel and a
+// column; full, single-packet and partial panels; full, two-packet and partial panels; two
+// packets alone; two full panels and a partial one.
+template <typename T>
+std::vector<Index> layout_cols() {
+  const Index lanes = sf::ops::detail::packet_size<T>;
+  return {1, 3 * lanes, 3 * lanes + 1, 4 * lanes + 3, 5 * lanes + 3, 2 * lanes, 7 * lanes - 1};
+}
 
 }  // namespace
 
 TYPED_TEST(Packed, LayoutIsPanelByPanel) {
   using T = TypeParam;
-  // Written from the documented layout: panels of 3 packets while they fit, then single packets,
-  // then the rest; each panel's rows one after the other.
+  // Written from the documented layout (documented_width); each panel's rows one after the other.
   const Index lanes = sf::ops::detail::packet_size<T>;
-  for (Index cols : {Index(1), 3 * lanes, 3 * lanes + 1, 4 * lanes + 3, 7 * lanes - 1}) {
+  for (Index cols : layout_cols<T>()) {
     const RowMatrix<T> m = random_matrix<T>(5, cols, 1);
     const sf::ops::PackedMatrix<T> packed(m);
     ASSERT_EQ(packed.rows(), 5);
@@ -53,7 +71,7 @@ TYPED_TEST(Packed, LayoutIsPanelByPanel) {
     const T* data = packed.data();
     Index j = 0;
     while (j < cols) {
-      const Index w = cols - j >= 3 * lanes ? 3 * lanes : (cols - j >= lanes ? lanes : cols - j);
+      const Index w = documented_width(j, cols, lanes);
       for (Index p = 0; p < 5; ++p)
         for (Index c = 0; c < w; ++c) {
           ASSERT_EQ(*data++, m(p, j + c)) << "column " << j + c << " of " << cols;
@@ -71,7 +89,7 @@ TEST(PackedBf16, LayoutKeepsTheRowsOfWholePacketsInPairs) {
   // after row).
   const Index lanes = sf::ops::detail::packet_size<float>;
   for (Index rows : {Index(1), Index(2), Index(5), Index(6)})
-    for (Index cols : {Index(1), 3 * lanes, 3 * lanes + 1, 4 * lanes + 3, 7 * lanes - 1}) {
+    for (Index cols : layout_cols<float>()) {
       const RowMatrix<float> m = random_matrix<float>(rows, cols, 2);
       const sf::ops::PackedMatrix<float, Eigen::bfloat16> packed(m);
       ASSERT_EQ(packed.bytes(), 2 * static_cast<std::size_t>(m.size()));
@@ -83,7 +101,7 @@ TEST(PackedBf16, LayoutKeepsTheRowsOfWholePacketsInPairs) {
       };
       Index j = 0;
       while (j < cols) {
-        const Index w = cols - j >= 3 * lanes ? 3 * lanes : (cols - j >= lanes ? lanes : cols - j);
+        const Index w = documented_width(j, cols, lanes);
         ASSERT_EQ(data, packed.data() + j * rows);
         const Index paired = w >= lanes && sf::ops::detail::bf16_row_pairs ? rows - rows % 2 : 0;
         for (Index p = 0; p < paired; p += 2)
@@ -139,39 +157,42 @@ TYPED_TEST(Packed, EachPassPrefetchesTheBlockTheNextPassReads) {
   using T = TypeParam;
   const Index lanes = sf::ops::detail::packet_size<T>;
   const Index kc = sf::ops::detail::packed_gemm_kc;
-  // Two full panels, a single packet, and fewer columns than a packet.
-  const Index cols = 2 * 3 * lanes + lanes + (lanes - 1);
   struct Block {
     Index panel, depth;  // first column and first row of the block
     const T* first;
     Index bytes;
   };
-  for (Index k : {Index(1), Index(5), kc, kc + 32, 2 * kc + 64}) {
-    const sf::ops::PackedMatrix<T> packed(random_matrix<T>(k, cols, 6));
-    // The passes in the order packed_gemm makes them, from the documented layout: panel by panel
-    // (each panel's rows contiguous from data() + j * k), within a panel kc rows at a time.
-    std::vector<Block> order;
-    for (Index j = 0; j < cols;) {
-      const Index w = cols - j >= 3 * lanes ? 3 * lanes : (cols - j >= lanes ? lanes : cols - j);
-      for (Index k0 = 0; k0 < k; k0 += kc)
-        order.push_back({j, k0, packed.data() + j * k + k0 * w,
-                         std::min(kc, k - k0) * w * Index{sizeof(T)}});
-      j += w;
-    }
-    // Ranges of columns a thread may take: whole panels.
-    for (const auto& [begin, end] : std::vector<std::pair<Index, Index>>{
-             {0, cols}, {0, 3 * lanes}, {3 * lanes, cols}, {6 * lanes, 7 * lanes}})
-      for (std::size_t b = 0; b < order.size(); ++b) {
-        const Index w = std::min(cols - order[b].panel, 3 * lanes);
-        if (order[b].panel < begin || order[b].panel >= end || w < lanes) continue;
-        const sf::ops::detail::NextBlock next = sf::ops::detail::next_packed_block<T>(
-            packed.data(), k, cols, order[b].panel, order[b].depth, end);
-        const std::string where = "k " + std::to_string(k) + ", columns [" + std::to_string(begin) +
-                                  ", " + std::to_string(end) + "), block " + std::to_string(b);
-        const bool following = b + 1 < order.size() && order[b + 1].panel < end;
-        const Block& after = order[following ? b + 1 : b];
-        sf::testing::expect_next_block(next, following, after.first, after.bytes, where);
+  // Two full panels, one of one or of two packets, and fewer columns than a packet.
+  for (Index packets : {Index(1), Index(2)}) {
+    for (Index k : {Index(1), Index(5), kc, kc + 32, 2 * kc + 64}) {
+      const Index cols = 2 * 3 * lanes + packets * lanes + (lanes - 1);
+      const sf::ops::PackedMatrix<T> packed(random_matrix<T>(k, cols, 6));
+      // The passes in the order packed_gemm makes them, from the documented layout: panel by panel
+      // (each panel's rows contiguous from data() + j * k), within a panel kc rows at a time.
+      std::vector<Block> order;
+      for (Index j = 0; j < cols;) {
+        const Index w = documented_width(j, cols, lanes);
+        for (Index k0 = 0; k0 < k; k0 += kc)
+          order.push_back({j, k0, packed.data() + j * k + k0 * w,
+                           std::min(kc, k - k0) * w * Index{sizeof(T)}});
+        j += w;
       }
+      // Ranges of columns a thread may take: whole panels.
+      for (const auto& [begin, end] : std::vector<std::pair<Index, Index>>{
+               {0, cols}, {0, 3 * lanes}, {3 * lanes, cols}, {6 * lanes, (6 + packets) * lanes}})
+        for (std::size_t b = 0; b < order.size(); ++b) {
+          const Index w = documented_width(order[b].panel, cols, lanes);
+          if (order[b].panel < begin || order[b].panel >= end || w < lanes) continue;
+          const sf::ops::detail::NextBlock next = sf::ops::detail::next_packed_block<T>(
+              packed.data(), k, cols, order[b].panel, order[b].depth, end);
+          const std::string where = "k " + std::to_string(k) + ", " + std::to_string(cols) +
+                                    " columns, range [" + std::to_string(begin) +
+                                    ", " + std::to_string(end) + "), block " + std::to_string(b);
+          const bool following = b + 1 < order.size() && order[b + 1].panel < end;
+          const Block& after = order[following ? b + 1 : b];
+          sf::testing::expect_next_block(next, following, after.first, after.bytes, where);
+        }
+    }
   }
 }
 

@@ -44,7 +44,7 @@ void pack_panels(const Eigen::MatrixBase<Derived>& m, B* out) {
 
 /// A (rows, cols) matrix for the right-hand side of products in T, stored as B (T, or bfloat16 for
 /// T = float) in column panels: the panel starting at column j is detail::packed_panel_width<T>(j,
-/// cols) columns wide (3 SIMD packets, then single packets, then what is left) and holds its rows
+/// cols) columns wide (3 SIMD packets, then the 2 or 1 packets left, then what is left) and holds its rows
 /// one after another from element j * rows (bfloat16 panels of whole packets, with AVX-512: in
 /// pairs of rows, see detail::packed_offset, so that the kernel widens two rows with one shift and
 /// one and instead of a shuffle and a shift per row). A product then streams each panel from memory in one
