@@ -76,9 +76,9 @@ double ms_since(std::chrono::steady_clock::time_point t0) {
 extern "C" {
 
 /// A packed 12-layer stack: policy 0 Unshared, 1 SharedAll, 2 SharedFfn, 3 SharedAttention;
-/// model 0 the seed's shape, 1 bert-base's, 2 MiniLM's (d 384, 12 heads; 12 layers here); weights 0 float, 1 rounded to bfloat16 with packed
-/// bfloat16 copies for small inputs (use_bf16_weights). Weights from randomize(1), the same in
-/// every variant.
+/// model 0 the seed's shape, 1 bert-base's, 2 MiniLM's (d 384, 12 heads; 12 layers here);
+/// weights 0 float, 1 rounded to bfloat16 with packed bfloat16 copies for small inputs
+/// (use_bf16_weights). Weights from randomize(1), the same in every variant.
 __attribute__((visibility("default"))) void* sf_ab_make(int policy, int model, int weights) {
   return new Model(policy, model, weights);
 }

@@ -95,6 +95,28 @@ TYPED_TEST(Ops, SoftmaxIsStableAndMasksTheTail) {
   EXPECT_TRUE(row.isZero(0));
 }
 
+TYPED_TEST(Ops, SoftmaxMatchesNaiveOverEveryPacketRemainder) {
+  using T = TypeParam;
+  // Lengths around one, two and several packets of every SIMD width (2 doubles to 16 floats),
+  // so that the vectorised maximum, exp and sum meet whole packets, packets left over and single
+  // elements; the maximum placed at either end and in the middle.
+  for (const Index n : std::vector<Index>{1, 2, 3, 15, 16, 17, 31, 32, 33, 47, 48, 50, 100, 512})
+    for (Index at : {Index(0), n / 2, n - 1}) {
+      RowMatrix<T> row = random_matrix<T>(1, n + 3, 11) * T(4);
+      row(0, at) = T(9);
+      const RowMatrix<T> x = row;
+      const double scale = 0.125;
+      sf::ops::softmax_prefix(row.row(0), n, T(scale));
+      double max = -1e300, sum = 0;
+      for (Index j = 0; j < n; ++j) max = std::max(max, double(x(0, j)));
+      for (Index j = 0; j < n; ++j) sum += std::exp((double(x(0, j)) - max) * scale);
+      for (Index j = 0; j < n; ++j)
+        EXPECT_NEAR(double(row(0, j)), std::exp((double(x(0, j)) - max) * scale) / sum, this->tol())
+            << "entry " << j << " of " << n << ", maximum at " << at;
+      for (Index j = n; j < n + 3; ++j) EXPECT_EQ(row(0, j), T(0)) << "tail entry " << j;
+    }
+}
+
 TYPED_TEST(Ops, AttentionMatchesNaiveForEveryMaskKind) {
   using T = TypeParam;
   const Index d = 24, heads = 4, s = 7;

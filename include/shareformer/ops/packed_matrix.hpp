@@ -44,15 +44,15 @@ void pack_panels(const Eigen::MatrixBase<Derived>& m, B* out) {
 
 /// A (rows, cols) matrix for the right-hand side of products in T, stored as B (T, or bfloat16 for
 /// T = float) in column panels: the panel starting at column j is detail::packed_panel_width<T>(j,
-/// cols) columns wide (3 SIMD packets, then the 2 or 1 packets left, then what is left) and holds its rows
-/// one after another from element j * rows (bfloat16 panels of whole packets, with AVX-512: in
-/// pairs of rows, see detail::packed_offset, so that the kernel widens two rows with one shift and
-/// one and instead of a shuffle and a shift per row). A product then streams each panel from memory in one
-/// sequential pass instead of reading short pieces of rows a whole row's length apart, which the
-/// hardware prefetcher cannot follow when a row spans pages (bench_ops GemmStream, 16 tokens x
-/// bert-base FFN weights streamed from memory: 1.2-1.4x on 1 thread, 1.5x on 2). The layout depends on the
-/// SIMD width the library is compiled for, so a PackedMatrix is a cache built at run time, never a
-/// file format.
+/// cols) columns wide (3 SIMD packets, then the 2 or 1 packets left, then what is left) and holds
+/// its rows one after another from element j * rows (bfloat16 panels of whole packets, with
+/// AVX-512: in pairs of rows, see detail::packed_offset, so that the kernel widens two rows with
+/// one shift and one and instead of a shuffle and a shift per row). A product then streams each
+/// panel from memory in one sequential pass instead of reading short pieces of rows a whole row's
+/// length apart, which the hardware prefetcher cannot follow when a row spans pages (bench_ops
+/// GemmStream, 16 tokens x bert-base FFN weights streamed from memory: 1.2-1.4x on 1 thread, 1.5x
+/// on 2). The layout depends on the SIMD width the library is compiled for, so a PackedMatrix is a
+/// cache built at run time, never a file format.
 template <typename T, typename B = T>
 class PackedMatrix {
  public:
