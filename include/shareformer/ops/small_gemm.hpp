@@ -428,8 +428,8 @@ void small_gemm(Index m, Index k, const T* a, Index lda, const B* b, Index ldb, 
 /// bit-identical; per-round medians): attention alone with 32-column heads (V's panels; 20 rounds)
 /// 1.04x at 1 x 128 tokens, 1.07x at 1 x 512, 1.13x at 8 x 128, 64-column heads the same;
 /// whole MiniLM-shaped forwards (d 384, 12 heads; 12 rounds) 1.01-1.03x on 1 thread, seed-shaped
-/// ones (512 and 2048 columns end in 2 packets; 15 rounds) 0.99-1.01x, products of 1024 rows onto
-/// 512 and 2048 columns 1.01-1.02x.
+/// ones (512 and 2048 columns end in 2 packets; 15 rounds) 0.99-1.01x on 1 thread and 1.01-1.03x
+/// on 2, products of 1024 rows onto 512 and 2048 columns 1.01-1.02x.
 template <typename T>
 constexpr Index packed_panel_width(Index j, Index n) {
   constexpr Index lanes = packet_size<T>;
