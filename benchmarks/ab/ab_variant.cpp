@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 // One variant of shareformer for the `ab` driver: built as a module (a shared library that hides
-// every symbol but the functions below), once per variant, from this tree or another one and with its
-// own macros. Each module holds its own copy of every inline function and template, so the driver
-// can load several and alternate between them inside one process.
+// every symbol but the functions below), once per variant, from this tree or another one and with
+// its own macros. Each module holds its own copy of every inline function and template, so the
+// driver can load several and alternate between them inside one process.
 #include "../bench_data.hpp"
 
 #include <shareformer/shareformer.hpp>
