@@ -356,6 +356,40 @@ inline constexpr Index small_gemm_kc = SHAREFORMER_SMALL_GEMM_KC;
 template <typename T>
 inline constexpr Index small_gemm_panel = Index{small_gemm_packets} * packet_size<T>;
 
+/// Width of the panel that starts at column j of n columns (of a packed matrix, or as small_gemm
+/// walks an unpacked one): a full panel (3 packets) while one fits, then one panel of the 2 or 1
+/// whole packets left, then the remaining (fewer than a packet) columns as one panel. Only those last two are narrower than a full panel, so chunks
+/// of whole full panels (as threads take the columns) begin and end between panels.
+/// Two packets are one panel rather than two of one packet: a tile of 8 rows x 1 packet keeps
+/// only 8 accumulators in flight, too few to hide the FMA latency; 8 x 2 keeps 16. Measured
+/// (Intel Xeon, 2026-11-29, benchmarks/ab against the previous layout, in one process, outputs
+/// bit-identical; per-round medians): attention alone with 32-column heads (V's panels; 20 rounds)
+/// 1.04x at 1 x 128 tokens, 1.07x at 1 x 512, 1.13x at 8 x 128, 64-column heads the same;
+/// whole MiniLM-shaped forwards (d 384, 12 heads; 12 rounds) 1.01-1.03x on 1 thread, seed-shaped
+/// ones (512 and 2048 columns end in 2 packets; 15 rounds) 0.99-1.01x on 1 thread and 1.01-1.03x
+/// on 2, products of 1024 rows onto 512 and 2048 columns 1.01-1.02x.
+template <typename T>
+constexpr Index packed_panel_width(Index j, Index n) {
+  constexpr Index lanes = packet_size<T>;
+  const Index left = n - j;
+  if (left >= small_gemm_panel<T>) return small_gemm_panel<T>;
+  if (left >= 2 * lanes) return 2 * lanes;
+  return left >= lanes ? lanes : left;
+}
+
+/// small_panel for a panel `w` columns wide (a whole number of packets, at most a full panel):
+/// the one dispatch from a width to a register tile, for small_gemm and packed_gemm_block.
+template <typename T, bool Prefetch, typename B>
+void panel_of_width(Index w, Index m, Index k, const T* a, Index lda, const B* b, Index ldb, T* c,
+                    Index ldc, GemmStart<T> start, NextBlock next = {}) {
+  if (w == small_gemm_panel<T>)
+    small_panel<T, small_gemm_packets, Prefetch>(m, k, a, lda, b, ldb, c, ldc, start, next);
+  else if (w == 2 * packet_size<T>)
+    small_panel<T, 2, Prefetch>(m, k, a, lda, b, ldb, c, ldc, start, next);
+  else
+    small_panel<T, 1, Prefetch>(m, k, a, lda, b, ldb, c, ldc, start, next);
+}
+
 /// c[i, col] = start(i, col) + sum_p a[i, p] * b(p, col - first) for one panel of `cols` scalar
 /// columns (fewer than a packet) of b with element (p, j) at b[p * ldb + j].
 template <typename T, typename B>
@@ -387,56 +421,26 @@ template <typename T, typename B, typename Epilogue>
 void small_gemm(Index m, Index k, const T* a, Index lda, const B* b, Index ldb, T* c, Index ldc,
                 GemmStart<T> start, Index col_begin, Index col_end, Epilogue&& epilogue) {
   constexpr Index lanes = packet_size<T>;
-  constexpr Index panel = small_gemm_panel<T>;
   for (Index k0 = 0; k0 < k; k0 += small_gemm_kc) {
     const Index kc = std::min(small_gemm_kc, k - k0);
     const bool last = k0 + kc == k;
     const GemmStart<T> from = k0 == 0 ? start : GemmStart<T>{c, ldc, nullptr};
     const T* ak = a + k0;
     const B* bk = b + k0 * ldb;
-    Index j = col_begin;
-    for (; j + panel <= col_end; j += panel) {
-      small_panel<T, small_gemm_packets, false>(m, kc, ak, lda, bk + j, ldb, c + j, ldc, from.at(0, j));
-      if (last) epilogue(j, panel);
+    for (Index j = col_begin; j < col_end;) {
+      const Index w = packed_panel_width<T>(j, col_end);
+      if (w < lanes)
+        scalar_columns<T>(m, kc, ak, lda, bk + j, ldb, c, ldc, j, w, from);
+      else
+        panel_of_width<T, false>(w, m, kc, ak, lda, bk + j, ldb, c + j, ldc, from.at(0, j));
+      if (last) epilogue(j, w);
+      j += w;
     }
-    if (j + 2 * lanes <= col_end) {
-      small_panel<T, 2, false>(m, kc, ak, lda, bk + j, ldb, c + j, ldc, from.at(0, j));
-      if (last) epilogue(j, 2 * lanes);
-      j += 2 * lanes;
-    }
-    for (; j + lanes <= col_end; j += lanes) {
-      small_panel<T, 1, false>(m, kc, ak, lda, bk + j, ldb, c + j, ldc, from.at(0, j));
-      if (last) epilogue(j, lanes);
-    }
-    if (j == col_end) continue;
-    scalar_columns<T>(m, kc, ak, lda, bk + j, ldb, c, ldc, j, col_end - j, from);
-    if (last) epilogue(j, col_end - j);
   }
   if (k == 0) {
     write_start(m, c, ldc, start, col_begin, col_end);
     epilogue(col_begin, col_end - col_begin);
   }
-}
-
-/// Width of the panel of a packed (k, n) matrix that starts at column j: a full panel (3 packets)
-/// while one fits, then one panel of the 2 or 1 whole packets left, then the remaining (fewer than
-/// a packet) columns as one panel. Only those last two are narrower than a full panel, so chunks
-/// of whole full panels (as threads take the columns) begin and end between panels.
-/// Two packets are one panel rather than two of one packet: a tile of 8 rows x 1 packet keeps
-/// only 8 accumulators in flight, too few to hide the FMA latency; 8 x 2 keeps 16. Measured
-/// (Intel Xeon, 2026-11-29, benchmarks/ab against the previous layout, in one process, outputs
-/// bit-identical; per-round medians): attention alone with 32-column heads (V's panels; 20 rounds)
-/// 1.04x at 1 x 128 tokens, 1.07x at 1 x 512, 1.13x at 8 x 128, 64-column heads the same;
-/// whole MiniLM-shaped forwards (d 384, 12 heads; 12 rounds) 1.01-1.03x on 1 thread, seed-shaped
-/// ones (512 and 2048 columns end in 2 packets; 15 rounds) 0.99-1.01x on 1 thread and 1.01-1.03x
-/// on 2, products of 1024 rows onto 512 and 2048 columns 1.01-1.02x.
-template <typename T>
-constexpr Index packed_panel_width(Index j, Index n) {
-  constexpr Index lanes = packet_size<T>;
-  const Index left = n - j;
-  if (left >= small_gemm_panel<T>) return small_gemm_panel<T>;
-  if (left >= 2 * lanes) return 2 * lanes;
-  return left >= lanes ? lanes : left;
 }
 
 /// Depth of one pass over a packed panel: 768 rows (144 KiB of floats in a full AVX-512 panel), so
@@ -513,13 +517,7 @@ void packed_gemm_block(Index m, Index k, const T* a, Index lda, const B* packed,
         const Index kc = std::min(packed_gemm_kc, k - k0);
         const GemmStart<T> from = (k0 == 0 ? start : GemmStart<T>{c, ldc, nullptr}).at(0, j);
         const NextBlock next = next_packed_block<T>(packed, k, n, j, k0, col_end);
-        if (w == small_gemm_panel<T>)
-          small_panel<T, small_gemm_packets, true>(m, kc, a + k0, lda, panel + k0 * w, w, c + j,
-                                                  ldc, from, next);
-        else if (w == 2 * packet_size<T>)
-          small_panel<T, 2, true>(m, kc, a + k0, lda, panel + k0 * w, w, c + j, ldc, from, next);
-        else
-          small_panel<T, 1, true>(m, kc, a + k0, lda, panel + k0 * w, w, c + j, ldc, from, next);
+        panel_of_width<T, true>(w, m, kc, a + k0, lda, panel + k0 * w, w, c + j, ldc, from, next);
       }
     }
     epilogue(j, w);
