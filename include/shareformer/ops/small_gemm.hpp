@@ -358,8 +358,9 @@ inline constexpr Index small_gemm_panel = Index{small_gemm_packets} * packet_siz
 
 /// Width of the panel that starts at column j of n columns (of a packed matrix, or as small_gemm
 /// walks an unpacked one): a full panel (3 packets) while one fits, then one panel of the 2 or 1
-/// whole packets left, then the remaining (fewer than a packet) columns as one panel. Only those last two are narrower than a full panel, so chunks
-/// of whole full panels (as threads take the columns) begin and end between panels.
+/// whole packets left, then the remaining (fewer than a packet) columns as one panel. Only those
+/// last two are narrower than a full panel, so chunks of whole full panels (as threads take the
+/// columns) begin and end between panels.
 /// Two packets are one panel rather than two of one packet: a tile of 8 rows x 1 packet keeps
 /// only 8 accumulators in flight, too few to hide the FMA latency; 8 x 2 keeps 16. Measured
 /// (Intel Xeon, 2026-11-29, benchmarks/ab against the previous layout, in one process, outputs
