@@ -120,25 +120,39 @@ TEST(PackedPrefetch, RowTilesShareTheNextBlockOutExactly) {
   // Every cache line of the block, each by exactly one tile, in order, in shares that differ by
   // at most one line.
   alignas(64) static const char block[64 * 100] = {};
-  for (Index bytes : {Index(0), Index(64), Index(64 * 7), Index(64 * 100), Index(64 * 100 - 5)})
-    for (Index tiles = 1; tiles <= 9; ++tiles) {
-      const char* expected = block;
-      Index total = 0;
-      for (Index t = 0; t < tiles; ++t) {
-        const sf::ops::detail::PrefetchLines share =
-            sf::ops::detail::prefetch_share(block, bytes, t, tiles);
-        const std::string where = std::to_string(bytes) + " bytes, tile " + std::to_string(t) +
-                                  " of " + std::to_string(tiles);
-        EXPECT_EQ(static_cast<const char*>(share.first), expected) << where;
-        EXPECT_GE(share.lines, bytes / 64 / tiles) << where;
-        EXPECT_LE(share.lines, bytes / 64 / tiles + 1) << where;
-        EXPECT_EQ(share.l1, tiles <= sf::ops::detail::prefetch_l1_max_tiles()) << where << ": level";
-        expected += 64 * share.lines;
-        total += share.lines;
+  for (bool l1 : {false, true})
+    for (Index bytes : {Index(0), Index(64), Index(64 * 7), Index(64 * 100), Index(64 * 100 - 5)})
+      for (Index tiles = 1; tiles <= 9; ++tiles) {
+        const char* expected = block;
+        Index total = 0;
+        for (Index t = 0; t < tiles; ++t) {
+          const sf::ops::detail::PrefetchLines share =
+              sf::ops::detail::prefetch_share({block, bytes, l1}, t, tiles);
+          const std::string where = std::to_string(bytes) + " bytes, tile " + std::to_string(t) +
+                                    " of " + std::to_string(tiles);
+          EXPECT_EQ(static_cast<const char*>(share.first), expected) << where;
+          EXPECT_GE(share.lines, bytes / 64 / tiles) << where;
+          EXPECT_LE(share.lines, bytes / 64 / tiles + 1) << where;
+          EXPECT_EQ(share.l1, l1) << where << ": the block's level";
+          expected += 64 * share.lines;
+          total += share.lines;
+        }
+        EXPECT_EQ(total, bytes / 64) << bytes << " bytes, " << tiles << " tiles";
       }
-      EXPECT_EQ(total, bytes / 64) << bytes << " bytes, " << tiles << " tiles";
+  EXPECT_EQ(sf::ops::detail::prefetch_share({nullptr, 6400, true}, 0, 1).lines, 0);
+}
+
+TEST(PackedPrefetch, IntoL1WhilePassesHaveAtMostTheLimitsTiles) {
+  using sf::ops::detail::prefetch_into_l1;
+  const Index limit = sf::ops::detail::prefetch_l1_max_tiles();
+  for (Index rows : {Index(1), Index(4), Index(8)}) {
+    // limit tiles: the last of them full, then one row over.
+    EXPECT_EQ(prefetch_into_l1(limit * rows, rows), true) << limit << " tiles of " << rows;
+    EXPECT_EQ(prefetch_into_l1(limit * rows + 1, rows), false) << limit << " tiles and a row";
+    if (limit > 0) {
+      EXPECT_EQ(prefetch_into_l1((limit - 1) * rows + 1, rows), true) << rows;
     }
-  EXPECT_EQ(sf::ops::detail::prefetch_share(nullptr, 6400, 0, 1).lines, 0);
+  }
 }
 
 TEST(PackedRowBlocks, RowsRunWholeWhileTheirActivationsFitInL2) {

@@ -182,17 +182,20 @@ EIGEN_ALWAYS_INLINE void dot_tile(Index pairs, const Eigen::bfloat16* a, Index l
   });
 }
 
-/// Rows [0, m) of one panel in tiles of 8 rows (the last smaller); the first tile prefetches ahead
+/// Rows of dot_panel's tiles.
+inline constexpr int dot_tile_rows = 8;
+
+/// Rows [0, m) of one panel in tiles of dot_tile_rows rows (the last smaller); the first tile prefetches ahead
 /// of itself, and every tile prefetches its share of `next` (see small_panel).
 template <int NR>
 void dot_panel(Index m, Index pairs, const Eigen::bfloat16* a, Index lda, const Eigen::bfloat16* b,
                Index ldb, float* c, Index ldc, GemmStart<float> start, __mmask16 last,
                NextBlock next) {
-  constexpr int mr = 8;
+  constexpr int mr = dot_tile_rows;
   const Index tiles = (m + mr - 1) / mr;
   Index i = 0, tile = 0;
   for (; i + mr <= m; i += mr, ++tile) {
-    const PrefetchLines share = prefetch_share(next.first, next.bytes, tile, tiles);
+    const PrefetchLines share = prefetch_share(next, tile, tiles);
     if (i == 0)
       dot_tile<mr, NR, true>(pairs, a, lda, b, ldb, c, ldc, start, last, share);
     else
@@ -202,7 +205,7 @@ void dot_panel(Index m, Index pairs, const Eigen::bfloat16* a, Index lda, const 
   a += i * lda;
   c += i * ldc;
   start = start.at(i, 0);
-  const PrefetchLines share = prefetch_share(next.first, next.bytes, tile, tiles);
+  const PrefetchLines share = prefetch_share(next, tile, tiles);
   switch (m - i) {
     case 7: dot_tile<7, NR, false>(pairs, a, lda, b, ldb, c, ldc, start, last, share); break;
     case 6: dot_tile<6, NR, false>(pairs, a, lda, b, ldb, c, ldc, start, last, share); break;
@@ -232,10 +235,12 @@ void bf16_dot_panels(Index m, const Eigen::bfloat16* abf, const Bf16PairMatrix& 
 #if SHAREFORMER_HAS_BF16_DOT
       const __mmask16 last = static_cast<__mmask16>(w % 16 == 0 ? 0xFFFF : (1u << (w % 16)) - 1u);
       const Index pass = std::max<Index>(1, packed_gemm_kc / 2);
+      const bool l1 = prefetch_into_l1(m, dot_tile_rows);
       for (Index q0 = 0; q0 < pairs; q0 += pass) {
         const Index qc = std::min(pass, pairs - q0);
         const GemmStart<float> from = (q0 == 0 ? start : GemmStart<float>{c, ldc, nullptr}).at(0, j);
-        const NextBlock next = next_pair_block(b, j, q0, pass, col_end);
+        NextBlock next = next_pair_block(b, j, q0, pass, col_end);
+        next.l1 = l1;
         if (w == Bf16PairMatrix::full_panel)
           dot_panel<3>(m, qc, abf + 2 * q0, lda, panel + q0 * ldb, ldb, c + j, ldc, from, last, next);
         else

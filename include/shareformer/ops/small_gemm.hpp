@@ -222,16 +222,6 @@ class SpreadPrefetch {
   bool l1_;
 };
 
-/// The share of `next` (`bytes` bytes, whole cache lines) that tile `tile` of `tiles` prefetches:
-/// the tiles of a pass split the next pass's block evenly, so that it streams in at the pace of
-/// the arithmetic instead of in a burst when the pass begins. Into L1 when the pass has at most
-/// prefetch_l1_max_tiles() tiles.
-inline PrefetchLines prefetch_share(const void* next, Index bytes, Index tile, Index tiles) {
-  const Index lines = next == nullptr ? 0 : bytes / 64;
-  const Index from = tile * lines / tiles, to = (tile + 1) * lines / tiles;
-  return {next == nullptr ? nullptr : static_cast<const char*>(next) + 64 * from, to - from,
-          tiles <= prefetch_l1_max_tiles()};
-}
 
 /// acc[i][j] += a[i, q] * bv[j] for the MR rows of a tile: one row q of b's products, loaded into
 /// bv (NR packets).
@@ -316,11 +306,32 @@ void small_tail(Index rows, Index k, const T* a, Index lda, const B* b, Index ld
 }
 
 /// The block of packed weights that the pass after this one will read (`bytes` bytes from
-/// `first`), or none.
+/// `first`), or none, and whether to prefetch it into L1 (see prefetch_into_l1) or L2 only.
 struct NextBlock {
   const void* first = nullptr;
   Index bytes = 0;
+  bool l1 = false;
 };
+
+/// Whether the passes of a product over m rows, in tiles of `tile_rows`, prefetch the next pass's
+/// block into L1: when they have at most prefetch_l1_max_tiles() tiles. Asked once per block of
+/// rows, not once per tile as before: benchmarks/ab on the AMD EPYC (2026-12-05, 30-40 rounds,
+/// outputs bit-identical) 1.07-1.11x faster whole forwards at 1 x 16 on 1 thread (bert-base
+/// shared and unshared, seed unshared; bf16 weights 1.035x), 1.04-1.08x on 2; 1 x 32, 1 x 128
+/// and 8 x 128 0.98-1.01x. The level fixed at compile time did the same (1.03-1.13x at 1 x 16).
+inline bool prefetch_into_l1(Index m, Index tile_rows) {
+  return (m + tile_rows - 1) / tile_rows <= prefetch_l1_max_tiles();
+}
+
+/// The share of `next` (whole cache lines) that tile `tile` of `tiles` prefetches: the tiles of a
+/// pass split the next pass's block evenly, so that it streams in at the pace of the arithmetic
+/// instead of in a burst when the pass begins.
+inline PrefetchLines prefetch_share(NextBlock next, Index tile, Index tiles) {
+  const Index lines = next.first == nullptr ? 0 : next.bytes / 64;
+  const Index from = tile * lines / tiles, to = (tile + 1) * lines / tiles;
+  return {next.first == nullptr ? nullptr : static_cast<const char*>(next.first) + 64 * from,
+          to - from, next.l1};
+}
 
 /// Rows [0, m) in tiles of small_gemm_rows rows (the last tile smaller), for one panel of NR
 /// packets. With Prefetch (a packed panel) the first tile, which reads the panel from memory,
@@ -333,7 +344,7 @@ void small_panel(Index m, Index k, const T* a, Index lda, const B* b, Index ldb,
   constexpr bool pairs = Prefetch && !std::is_same_v<T, B> && bf16_row_pairs;
   const Index tiles = (m + mr - 1) / mr;
   const auto share = [&](Index tile) {
-    return Prefetch ? prefetch_share(next.first, next.bytes, tile, tiles) : PrefetchLines{};
+    return Prefetch ? prefetch_share(next, tile, tiles) : PrefetchLines{};
   };
   if (m < mr) return small_tail<T, NR, Prefetch, pairs>(m, k, a, lda, b, ldb, c, ldc, start, share(0));
   small_tile<T, mr, NR, Prefetch, pairs>(k, a, lda, b, ldb, c, ldc, start, share(0));
@@ -506,6 +517,7 @@ template <typename T, typename B, typename Epilogue>
 void packed_gemm_block(Index m, Index k, const T* a, Index lda, const B* packed, Index n, T* c,
                        Index ldc, GemmStart<T> start, Index col_begin, Index col_end,
                        Epilogue&& epilogue) {
+  const bool l1 = prefetch_into_l1(m, small_gemm_rows);
   for (Index j = col_begin; j < col_end;) {
     const Index w = packed_panel_width<T>(j, n);
     const B* panel = packed + j * k;
@@ -517,7 +529,8 @@ void packed_gemm_block(Index m, Index k, const T* a, Index lda, const B* packed,
       for (Index k0 = 0; k0 < k; k0 += packed_gemm_kc) {
         const Index kc = std::min(packed_gemm_kc, k - k0);
         const GemmStart<T> from = (k0 == 0 ? start : GemmStart<T>{c, ldc, nullptr}).at(0, j);
-        const NextBlock next = next_packed_block<T>(packed, k, n, j, k0, col_end);
+        NextBlock next = next_packed_block<T>(packed, k, n, j, k0, col_end);
+        next.l1 = l1;
         panel_of_width<T, true>(w, m, kc, a + k0, lda, panel + k0 * w, w, c + j, ldc, from, next);
       }
     }
