@@ -222,7 +222,6 @@ class SpreadPrefetch {
   bool l1_;
 };
 
-
 /// acc[i][j] += a[i, q] * bv[j] for the MR rows of a tile: one row q of b's products, loaded into
 /// bv (NR packets).
 template <int MR, int NR, typename T>
