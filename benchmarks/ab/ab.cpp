@@ -130,8 +130,11 @@ int main(int argc, char** argv) {
       ->transform(CLI::CheckedTransformer(models))
       ->default_str("bert-base");
   int weights = 0;
-  fwd->add_option("--weights", weights, "float, or bf16: rounded to bfloat16 (use_bf16_weights)")
-      ->transform(CLI::CheckedTransformer(std::map<std::string, int>{{"float", 0}, {"bf16", 1}}))
+  fwd->add_option("--weights", weights,
+                  "float; bf16: rounded to bfloat16 (use_bf16_weights); bf16dot: bfloat16 products "
+                  "(use_bf16_products)")
+      ->transform(CLI::CheckedTransformer(
+          std::map<std::string, int>{{"float", 0}, {"bf16", 1}, {"bf16dot", 2}}))
       ->default_str("float");
   fwd->add_option("--batch", batch)->check(CLI::PositiveNumber);
   fwd->add_option("--seq", seq)->check(CLI::PositiveNumber);

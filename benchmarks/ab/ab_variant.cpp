@@ -40,6 +40,10 @@ struct Model {
     std::visit(
         [&](auto& s) {
           s.randomize(1);
+          if (weights == 2) {  // as the CLI's --weights bf16dot: no float copies packed
+            s.use_bf16_products();
+            return;
+          }
           if (weights == 1) s.use_bf16_weights();
           s.pack_weights();
         },
@@ -78,7 +82,8 @@ extern "C" {
 /// A packed 12-layer stack: policy 0 Unshared, 1 SharedAll, 2 SharedFfn, 3 SharedAttention;
 /// model 0 the seed's shape, 1 bert-base's, 2 MiniLM's (d 384, 12 heads; 12 layers here);
 /// weights 0 float, 1 rounded to bfloat16 with packed bfloat16 copies for small inputs
-/// (use_bf16_weights). Weights from randomize(1), the same in every variant.
+/// (use_bf16_weights), 2 bfloat16 products (use_bf16_products; AVX512-BF16 builds). Weights from
+/// randomize(1), the same in every variant.
 __attribute__((visibility("default"))) void* sf_ab_make(int policy, int model, int weights) {
   return new Model(policy, model, weights);
 }

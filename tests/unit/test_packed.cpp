@@ -118,21 +118,29 @@ TEST(PackedBf16, LayoutKeepsTheRowsOfWholePacketsInPairs) {
 
 TEST(PackedPrefetch, RowTilesShareTheNextBlockOutExactly) {
   // Every cache line of the block, each by exactly one tile, in order, in shares that differ by
-  // at most one line.
+  // at most one line; into L1 with at least prefetch_skip_first_min_tiles tiles, the first tile
+  // takes none and the others share it all.
   alignas(64) static const char block[64 * 100] = {};
+  const Index skip_from = sf::ops::detail::prefetch_skip_first_min_tiles;
   for (bool l1 : {false, true})
     for (Index bytes : {Index(0), Index(64), Index(64 * 7), Index(64 * 100), Index(64 * 100 - 5)})
       for (Index tiles = 1; tiles <= 9; ++tiles) {
+        const bool skip = l1 && tiles >= skip_from;
+        const Index sharers = skip ? tiles - 1 : tiles;
         const char* expected = block;
         Index total = 0;
         for (Index t = 0; t < tiles; ++t) {
           const sf::ops::detail::PrefetchLines share =
               sf::ops::detail::prefetch_share({block, bytes, l1}, t, tiles);
           const std::string where = std::to_string(bytes) + " bytes, tile " + std::to_string(t) +
-                                    " of " + std::to_string(tiles);
+                                    " of " + std::to_string(tiles) + (l1 ? ", L1" : ", L2");
           EXPECT_EQ(static_cast<const char*>(share.first), expected) << where;
-          EXPECT_GE(share.lines, bytes / 64 / tiles) << where;
-          EXPECT_LE(share.lines, bytes / 64 / tiles + 1) << where;
+          if (skip && t == 0) {
+            EXPECT_EQ(share.lines, 0) << where << ": the first tile takes no share";
+          } else {
+            EXPECT_GE(share.lines, bytes / 64 / sharers) << where;
+            EXPECT_LE(share.lines, bytes / 64 / sharers + 1) << where;
+          }
           EXPECT_EQ(share.l1, l1) << where << ": the block's level";
           expected += 64 * share.lines;
           total += share.lines;
@@ -140,6 +148,21 @@ TEST(PackedPrefetch, RowTilesShareTheNextBlockOutExactly) {
         EXPECT_EQ(total, bytes / 64) << bytes << " bytes, " << tiles << " tiles";
       }
   EXPECT_EQ(sf::ops::detail::prefetch_share({nullptr, 6400, true}, 0, 1).lines, 0);
+}
+
+TEST(PackedPrefetch, FirstTileLeavesAnL1BlockToTheOthersFromTheLimitOn) {
+  // 6400 bytes = 100 lines. One tile under the limit, every tile has a share; at the limit, into
+  // L1, the first has none and the second (of limit - 1 sharers) 100 / (limit - 1) lines; into
+  // L2 the first keeps its share.
+  using sf::ops::detail::prefetch_share;
+  alignas(64) static const char block[64 * 100] = {};
+  const Index n = sf::ops::detail::prefetch_skip_first_min_tiles;
+  ASSERT_GE(n, 2) << "the rule needs a tile besides the first";
+  EXPECT_EQ(prefetch_share({block, 6400, true}, 0, n - 1).lines, 100 / (n - 1));
+  EXPECT_EQ(prefetch_share({block, 6400, true}, 0, n).lines, 0);
+  EXPECT_EQ(prefetch_share({block, 6400, true}, 1, n).lines, 100 / (n - 1));
+  EXPECT_EQ(prefetch_share({block, 6400, true}, 1, n).first, static_cast<const void*>(block));
+  EXPECT_EQ(prefetch_share({block, 6400, false}, 0, n).lines, 100 / n);
 }
 
 TEST(PackedPrefetch, IntoL1WhilePassesHaveAtMostTheLimitsTiles) {

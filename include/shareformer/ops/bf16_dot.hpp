@@ -186,7 +186,7 @@ EIGEN_ALWAYS_INLINE void dot_tile(Index pairs, const Eigen::bfloat16* a, Index l
 inline constexpr int dot_tile_rows = 8;
 
 /// Rows [0, m) of one panel in tiles of dot_tile_rows rows (the last smaller); the first tile
-/// prefetches ahead of itself, and every tile prefetches its share of `next` (see small_panel).
+/// prefetches ahead of itself, and the tiles prefetch their shares of `next` (see prefetch_share).
 template <int NR>
 void dot_panel(Index m, Index pairs, const Eigen::bfloat16* a, Index lda, const Eigen::bfloat16* b,
                Index ldb, float* c, Index ldc, GemmStart<float> start, __mmask16 last,

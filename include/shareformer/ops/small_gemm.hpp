@@ -322,20 +322,45 @@ inline bool prefetch_into_l1(Index m, Index tile_rows) {
   return (m + tile_rows - 1) / tile_rows <= prefetch_l1_max_tiles();
 }
 
+/// Passes of at least this many row tiles that prefetch the next pass's block into L1 leave that
+/// block to the tiles after the first: the first tile, which also prefetches ahead of the rows it
+/// reads, asks for none of it. Measured on the AMD EPYC (2026-12-06, benchmarks/ab against the
+/// tree without the rule and against a second build of that tree as a control, outputs
+/// bit-identical; per-round medians of 40-80 alternated rounds, 2-8 processes per shape):
+/// bert-base unshared 1 x 32 (4 tiles per pass) 1.06-1.17x faster on 1 thread and 1.08-1.16x on
+/// 2 (the control 0.95-1.09x), seed unshared 1 x 32 1.11-1.14x / 1.12x, bfloat16 weights 1.05-1.07x
+/// / 0.99-1.06x; shared 1 x 32 (block in L3) 1.00-1.02x, unshared 1 x 64 (8 tiles) 1.00-1.05x.
+/// With the rule at 3 tiles, 1 x 24 was 0.89-0.96x as fast, and at 2 tiles 1 x 16 0.82-0.86x: the
+/// tiles left then have too little of the pass to bring the block in. Passes that prefetch into
+/// L2 (more tiles, or an Intel CPU, see prefetch_l1_max_tiles) keep every tile's share (1 x 128,
+/// 8 x 128 and 1 x 512 measured 0.98-1.04x, within the control's spread); the Intel Xeon was not
+/// measured. Why the first tile's share costs time was not traced (this VM exposes no hardware
+/// counters). -DSHAREFORMER_PREFETCH_SKIP_FIRST_MIN_TILES=N sets N; a number above any pass's
+/// tiles turns the rule off.
+#ifndef SHAREFORMER_PREFETCH_SKIP_FIRST_MIN_TILES
+#define SHAREFORMER_PREFETCH_SKIP_FIRST_MIN_TILES 4
+#endif
+inline constexpr Index prefetch_skip_first_min_tiles = SHAREFORMER_PREFETCH_SKIP_FIRST_MIN_TILES;
+
 /// The share of `next` (whole cache lines) that tile `tile` of `tiles` prefetches: the tiles of a
 /// pass split the next pass's block evenly, so that it streams in at the pace of the arithmetic
-/// instead of in a burst when the pass begins.
+/// instead of in a burst when the pass begins; the first tile takes no share when the block goes
+/// into L1 and the pass has at least prefetch_skip_first_min_tiles tiles.
 inline PrefetchLines prefetch_share(NextBlock next, Index tile, Index tiles) {
   const Index lines = next.first == nullptr ? 0 : next.bytes / 64;
-  const Index from = tile * lines / tiles, to = (tile + 1) * lines / tiles;
+  const Index skip = next.l1 && tiles >= prefetch_skip_first_min_tiles ? 1 : 0;
+  const Index sharers = tiles - skip, t = std::max<Index>(tile - skip, 0);
+  const Index from = tile < skip ? 0 : t * lines / sharers;
+  const Index to = tile < skip ? 0 : (t + 1) * lines / sharers;
   return {next.first == nullptr ? nullptr : static_cast<const char*>(next.first) + 64 * from,
           to - from, next.l1};
 }
 
 /// Rows [0, m) in tiles of small_gemm_rows rows (the last tile smaller), for one panel of NR
 /// packets. With Prefetch (a packed panel) the first tile, which reads the panel from memory,
-/// prefetches ahead of itself, and every tile prefetches its share of `next`; a packed panel of
-/// bfloat16 is read in row pairs where it has them (see small_tile, bf16_row_pairs).
+/// prefetches ahead of itself, and the tiles prefetch their shares of `next` (prefetch_share); a
+/// packed panel of bfloat16 is read in row pairs where it has them (see small_tile,
+/// bf16_row_pairs).
 template <typename T, int NR, bool Prefetch, typename B>
 void small_panel(Index m, Index k, const T* a, Index lda, const B* b, Index ldb, T* c, Index ldc,
                  GemmStart<T> start, NextBlock next = {}) {
@@ -544,10 +569,10 @@ void packed_gemm_block(Index m, Index k, const T* a, Index lda, const B* packed,
 /// at once while their activations fit in L2, see packed_gemm_block_rows); within a block, each
 /// panel is streamed in order, in passes of packed_gemm_kc rows (the first starting from `start`,
 /// the others from c).
-/// A pass's first row tile prefetches ahead of the rows it reads, and all its row tiles together
-/// prefetch the block the next pass reads, at the pace of the arithmetic rather than in a burst
-/// when that pass begins (into L1 or L2 depending on the CPU and the pass's rows, see
-/// prefetch_l1_max_tiles).
+/// A pass's first row tile prefetches ahead of the rows it reads, and its row tiles together (see
+/// prefetch_share) prefetch the block the next pass reads, at the pace of the arithmetic rather
+/// than in a burst when that pass begins (into L1 or L2 depending on the CPU and the pass's rows,
+/// see prefetch_l1_max_tiles).
 /// Measured (bench_stack Stack12, -march=native, against the build without it, alternated 3-4
 /// rounds, 2026-11-27): unshared stacks, whose weights stream from
 /// memory, 1.02-1.33x faster at 16-32 tokens and 1.03-1.05x at 128; shared stacks (weights in L3)
