@@ -328,7 +328,7 @@ inline bool prefetch_into_l1(Index m, Index tile_rows) {
 /// tree without the rule and against a second build of that tree as a control, outputs
 /// bit-identical; per-round medians of 40-80 alternated rounds, 2-8 processes per shape):
 /// bert-base unshared 1 x 32 (4 tiles per pass) 1.06-1.17x faster on 1 thread and 1.08-1.16x on
-/// 2 (the control 0.95-1.09x), seed unshared 1 x 32 1.11-1.14x / 1.12x, bfloat16 weights 1.05-1.07x
+/// 2 (the control 0.95-1.11x), seed unshared 1 x 32 1.11-1.14x / 1.12x, bfloat16 weights 1.05-1.07x
 /// / 0.99-1.06x; shared 1 x 32 (block in L3) 1.00-1.02x, unshared 1 x 64 (8 tiles) 1.00-1.05x.
 /// With the rule at 3 tiles, 1 x 24 was 0.89-0.96x as fast, and at 2 tiles 1 x 16 0.82-0.86x: the
 /// tiles left then have too little of the pass to bring the block in. Passes that prefetch into
