@@ -211,13 +211,10 @@ def streaming_need(results, c, ms, peer):
     return f", its weights at {gbs:.1f} GB/s = {100 * gbs / rate['read_gbs']:.0f} % of the read rate"
 
 
-def round_medians(results, c):
-    """{peer: {round: median ms}} of one cell of results, from the rounds each peer ran."""
-    for cell in results["cells"]:
-        if all(cell[k] == c[k] for k in ("model", "policy", "batch", "seq", "threads")):
-            return {p: {r["round"]: r["median_ms"] for r in rec.get("rounds", [])}
-                    for p, rec in cell["peers"].items()}
-    return {}
+def round_medians(c):
+    """{peer: {round: median ms}} of one cell, from the rounds each peer ran."""
+    return {p: {r["round"]: r["median_ms"] for r in rec.get("rounds", [])}
+            for p, rec in c["peers"].items()}
 
 
 def span(values, digits, unit=""):
@@ -258,7 +255,7 @@ def target_checks(results, peer="shareformer"):
         mine = s[peer]["median_ms"]
         key = (c["model"], c["policy"], c["batch"], c["seq"], c["threads"])
         ms[key] = mine
-        rounds = round_medians(results, c)
+        rounds = round_medians(c)
         rounds_of[key] = rounds.get(peer, {})
         per_round = round_speedups(rounds, peer)
         others = [s[p]["median_ms"] for p in ("pytorch", "onnxruntime") if p in s]
