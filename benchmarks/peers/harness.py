@@ -23,7 +23,8 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
 import report  # noqa: E402
-from workloads import FULL_SHAPES, MODELS, POLICIES, QUICK_SHAPES, flops, weight_matrix_bytes  # noqa: E402
+from workloads import (FULL_SHAPES, MODELS, POLICIES, QUICK_SHAPES, block_matrix_bytes, flops,  # noqa: E402
+                       weight_matrix_bytes)
 
 PEERS = ("pytorch", "onnxruntime", "shareformer", "shareformer-bf16", "shareformer-bf16dot")
 # shareformer-bf16: the same CLI with --weights bf16 (weights rounded to bfloat16, streamed as
@@ -301,6 +302,12 @@ def main():
         read[m] = measure_peak(threads_list, args.peak_seconds, 5, weight_matrix_bytes(m))
         log(f"read rate of {m}'s unshared weight matrices ({weight_matrix_bytes(m) / 2**20:.0f} MiB): "
             + ", ".join(f"{t} thread(s) {p['read_gbs']:.1f} GB/s" for t, p in read[m].items()))
+    # ... and how fast one block's, which a shared stack reads once per layer, from the caches.
+    read_block = {}
+    for m in models:
+        read_block[m] = measure_peak(threads_list, args.peak_seconds, 5, block_matrix_bytes(m))
+        log(f"read rate of {m}'s block weight matrices ({block_matrix_bytes(m) / 2**20:.0f} MiB): "
+            + ", ".join(f"{t} thread(s) {p['read_gbs']:.1f} GB/s" for t, p in read_block[m].items()))
 
     workers = {}
     for t in threads_list:
@@ -401,6 +408,7 @@ def main():
         },
         "peak_gflops": peak,
         "read_gbs": read,
+        "read_gbs_block": read_block,
         "onnx_models": onnx_manifest,
         "load": load,
         "notes": notes,

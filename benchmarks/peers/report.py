@@ -7,7 +7,7 @@ import json
 import os
 import sys
 
-from workloads import MODELS, POLICY_LABEL, weight_matrix_bytes
+from workloads import MODELS, POLICY_LABEL, block_matrix_bytes, weight_matrix_bytes
 
 LABEL = {"pytorch": "PyTorch", "onnxruntime": "ONNX Runtime", "shareformer": "shareformer",
          "shareformer-bf16": "shareformer bf16 weights",
@@ -77,14 +77,20 @@ def table_md(results):
     if all("bf16dot_gflops" in p for p in peak.values()):
         lines.append("Measured peak of AVX512-BF16's vdpbf16ps (the bf16 products' instruction, "
                      "counted as 64 FLOPs on 512 bits): " + per_thread(peak, "bf16dot_gflops") + ".  ")
-    read = results.get("read_gbs") or {}
-    if read:
-        lines.append("Measured read rate of an unshared stack's weight matrices (peak.cpp: a buffer "
-                     "of their size, shared out among the threads, summed pass after pass with "
-                     "vector loads and nothing else; best of 5): "
-                     + "; ".join(f"{m} ({weight_matrix_bytes(m) / 2**20:.0f} MiB) "
-                                 + per_thread(r, "read_gbs", "GB/s", 1)
-                                 for m, r in read.items()) + ".  ")
+    read_rates = [
+        ("read_gbs", weight_matrix_bytes,
+         "Measured read rate of an unshared stack's weight matrices (peak.cpp: a buffer of their "
+         "size, shared out among the threads, summed pass after pass with vector loads and nothing "
+         "else; best of 5): "),
+        ("read_gbs_block", block_matrix_bytes,
+         "Measured read rate of one block's weight matrices, which a shared stack reads once per "
+         "layer (the same, with a buffer of their size, which the caches may hold): ")]
+    for key, nbytes, text in read_rates:
+        read = results.get(key) or {}
+        if read:
+            lines.append(text + "; ".join(f"{m} ({nbytes(m) / 2**20:.0f} MiB) "
+                                          + per_thread(r, "read_gbs", "GB/s", 1)
+                                          for m, r in read.items()) + ".  ")
     st = results["settings"]
     waited = sum(l.get("waited_s", 0) for l in results["load"])
     lines.append(f"{st['rounds']} interleaved rounds; per cell and round {st['warmup']} warm-up run(s), "
@@ -200,15 +206,21 @@ def table_md(results):
 
 
 def streaming_need(results, c, ms, peer):
-    """For an unshared cell of a run that measured its read rate: ", its weights at X GB/s = Y %
-    of the read rate", the rate at which `peer`'s forward of `ms` would have to read them (half
-    the bytes for the peers that stream bfloat16 weights); else ""."""
-    rate = (results.get("read_gbs") or {}).get(c["model"], {}).get(str(c["threads"]))
-    if c["policy"] != "none" or not rate:
+    """For a cell of a run that measured the read rate of its weights: ", its weights at X GB/s =
+    Y % of the read rate" (unshared), or ", its block's weights 12 times at X GB/s = Y % of their
+    read rate" (shared, from the block's own rate), the rate at which `peer`'s forward of `ms`
+    would have to read them (half the bytes for the peers that stream bfloat16 weights); else
+    ""."""
+    key, what = {"none": ("read_gbs", "its weights"),
+                 "all": ("read_gbs_block",
+                         f"its block's weights {MODELS[c['model']][3]} times")}[c["policy"]]
+    rate = (results.get(key) or {}).get(c["model"], {}).get(str(c["threads"]))
+    if not rate:
         return ""
     fp32_bytes = weight_matrix_bytes(c["model"])
     gbs = (fp32_bytes // 2 if peer in BF16_PEERS else fp32_bytes) / (ms * 1e-3) / 1e9
-    return f", its weights at {gbs:.1f} GB/s = {100 * gbs / rate['read_gbs']:.0f} % of the read rate"
+    rate_text = "the read rate" if c["policy"] == "none" else "their read rate"
+    return f", {what} at {gbs:.1f} GB/s = {100 * gbs / rate['read_gbs']:.0f} % of {rate_text}"
 
 
 def round_medians(c):

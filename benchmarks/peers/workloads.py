@@ -36,8 +36,14 @@ def weight_matrix_bytes(model):
     """fp32 bytes of the weight matrices of an unshared stack (n_layers blocks, 4 d^2 + 2 d ff
     each; biases and LayerNorms left out): what a forward of it reads from memory at least once
     when they do not fit in the caches."""
-    d, _h, ff, layers = MODELS[model]
-    return 4 * layers * (4 * d * d + 2 * d * ff)
+    return MODELS[model][3] * block_matrix_bytes(model)
+
+
+def block_matrix_bytes(model):
+    """fp32 bytes of one block's weight matrices (4 d^2 + 2 d ff; biases and LayerNorms left
+    out): what a shared stack's forward reads n_layers times, from the caches where they fit."""
+    d, _h, ff, _layers = MODELS[model]
+    return 4 * (4 * d * d + 2 * d * ff)
 
 
 def weight_seed(model, policy):
