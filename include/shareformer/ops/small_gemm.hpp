@@ -335,12 +335,15 @@ inline bool prefetch_into_l1(Index m, Index tile_rows) {
 /// L2 (more tiles, or an Intel CPU, see prefetch_l1_max_tiles) keep every tile's share (1 x 128,
 /// 8 x 128 and 1 x 512 measured 0.98-1.04x, within the control's spread); the Intel Xeon was not
 /// measured. Why the first tile's share costs time was not traced (this VM exposes no hardware
-/// counters). -DSHAREFORMER_PREFETCH_SKIP_FIRST_MIN_TILES=N sets N; a number above any pass's
-/// tiles turns the rule off.
+/// counters). -DSHAREFORMER_PREFETCH_SKIP_FIRST_MIN_TILES=N sets N (at least 2); a number above
+/// any pass's tiles turns the rule off.
 #ifndef SHAREFORMER_PREFETCH_SKIP_FIRST_MIN_TILES
 #define SHAREFORMER_PREFETCH_SKIP_FIRST_MIN_TILES 4
 #endif
 inline constexpr Index prefetch_skip_first_min_tiles = SHAREFORMER_PREFETCH_SKIP_FIRST_MIN_TILES;
+static_assert(prefetch_skip_first_min_tiles >= 2,
+              "SHAREFORMER_PREFETCH_SKIP_FIRST_MIN_TILES below 2 would leave a one-tile pass's next "
+              "block unprefetched");
 
 /// The share of `next` (whole cache lines) that tile `tile` of `tiles` prefetches: the tiles of a
 /// pass split the next pass's block evenly, so that it streams in at the pace of the arithmetic
