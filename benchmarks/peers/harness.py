@@ -296,18 +296,15 @@ def main():
     log("measuring the FMA peak")
     peak = measure_peak(threads_list, args.peak_seconds, 5)
     log("peak: " + ", ".join(f"{t} thread(s) {p['gflops']:.0f} GFLOP/s" for t, p in peak.items()))
-    # How fast the weights of each unshared stack in the run can come from memory at all.
-    read = {}
-    for m in models:
-        read[m] = measure_peak(threads_list, args.peak_seconds, 5, weight_matrix_bytes(m))
-        log(f"read rate of {m}'s unshared weight matrices ({weight_matrix_bytes(m) / 2**20:.0f} MiB): "
-            + ", ".join(f"{t} thread(s) {p['read_gbs']:.1f} GB/s" for t, p in read[m].items()))
-    # ... and how fast one block's, which a shared stack reads once per layer, from the caches.
-    read_block = {}
-    for m in models:
-        read_block[m] = measure_peak(threads_list, args.peak_seconds, 5, block_matrix_bytes(m))
-        log(f"read rate of {m}'s block weight matrices ({block_matrix_bytes(m) / 2**20:.0f} MiB): "
-            + ", ".join(f"{t} thread(s) {p['read_gbs']:.1f} GB/s" for t, p in read_block[m].items()))
+    # How fast the weights of each unshared stack in the run can come from memory at all, and
+    # one block's, which a shared stack reads once per layer, from the caches.
+    read, read_block = {}, {}
+    for rates, nbytes, what in ((read, weight_matrix_bytes, "unshared"),
+                                (read_block, block_matrix_bytes, "block")):
+        for m in models:
+            rates[m] = measure_peak(threads_list, args.peak_seconds, 5, nbytes(m))
+            log(f"read rate of {m}'s {what} weight matrices ({nbytes(m) / 2**20:.0f} MiB): "
+                + ", ".join(f"{t} thread(s) {p['read_gbs']:.1f} GB/s" for t, p in rates[m].items()))
 
     workers = {}
     for t in threads_list:

@@ -211,16 +211,15 @@ def streaming_need(results, c, ms, peer):
     read rate" (shared, from the block's own rate), the rate at which `peer`'s forward of `ms`
     would have to read them (half the bytes for the peers that stream bfloat16 weights); else
     ""."""
-    key, what = {"none": ("read_gbs", "its weights"),
-                 "all": ("read_gbs_block",
-                         f"its block's weights {MODELS[c['model']][3]} times")}[c["policy"]]
+    key, what, of = {"none": ("read_gbs", "its weights", "the read rate"),
+                     "all": ("read_gbs_block", f"its block's weights {MODELS[c['model']][3]} times",
+                             "their read rate")}[c["policy"]]
     rate = (results.get(key) or {}).get(c["model"], {}).get(str(c["threads"]))
     if not rate:
         return ""
     fp32_bytes = weight_matrix_bytes(c["model"])
     gbs = (fp32_bytes // 2 if peer in BF16_PEERS else fp32_bytes) / (ms * 1e-3) / 1e9
-    rate_text = "the read rate" if c["policy"] == "none" else "their read rate"
-    return f", {what} at {gbs:.1f} GB/s = {100 * gbs / rate['read_gbs']:.0f} % of {rate_text}"
+    return f", {what} at {gbs:.1f} GB/s = {100 * gbs / rate['read_gbs']:.0f} % of {of}"
 
 
 def round_medians(c):
