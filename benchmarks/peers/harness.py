@@ -178,6 +178,14 @@ def git_rev():
         return None
 
 
+def peer_order(peers, rnd, ci):
+    """The order in which the peers time cell number ci in round rnd: the list rotated by
+    rnd + ci, so that over len(peers) consecutive rounds (or cells) each peer runs once in each
+    position, and no peer always runs right after another's warm caches or its heat."""
+    k = (rnd + ci) % len(peers)
+    return peers[k:] + peers[:k]
+
+
 def summarize(rounds):
     """Cell summary from per-round records: the median of the per-round medians, and their
     min and max as the spread (the same for every peer, whether or not it reports
@@ -347,8 +355,7 @@ def main():
         load.append({"round": rnd, "before": os.getloadavg(), "waited_s": waited})
         t_round = time.time()
         for ci, cell in enumerate(cells):
-            k = (rnd + ci) % len(peers)
-            order = peers[k:] + peers[:k]
+            order = peer_order(peers, rnd, ci)
             for peer in order:
                 if peer == "shareformer-bf16" and cell["tokens"] > BF16_MAX_TOKENS:
                     continue
