@@ -350,13 +350,11 @@ static_assert(prefetch_skip_first_min_tiles >= 2,
 /// instead of in a burst when the pass begins; the first tile takes no share when the block goes
 /// into L1 and the pass has at least prefetch_skip_first_min_tiles tiles.
 inline PrefetchLines prefetch_share(NextBlock next, Index tile, Index tiles) {
-  const Index lines = next.first == nullptr ? 0 : next.bytes / 64;
   const Index skip = next.l1 && tiles >= prefetch_skip_first_min_tiles ? 1 : 0;
-  const Index sharers = tiles - skip, t = std::max<Index>(tile - skip, 0);
-  const Index from = tile < skip ? 0 : t * lines / sharers;
-  const Index to = tile < skip ? 0 : (t + 1) * lines / sharers;
-  return {next.first == nullptr ? nullptr : static_cast<const char*>(next.first) + 64 * from,
-          to - from, next.l1};
+  if (next.first == nullptr || tile < skip) return {next.first, 0, next.l1};  // no share
+  const Index lines = next.bytes / 64, sharers = tiles - skip, t = tile - skip;
+  const Index from = t * lines / sharers, to = (t + 1) * lines / sharers;
+  return {static_cast<const char*>(next.first) + 64 * from, to - from, next.l1};
 }
 
 /// Rows [0, m) in tiles of small_gemm_rows rows (the last tile smaller), for one panel of NR
