@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
-// The README's example: an ALBERT-style shared stack next to an unshared one, and a padded forward.
+// The README's API example with its figures checked (exit 1 if a count or the output is wrong);
+// the README's block itself is compiled and run as printed by the test example_readme.
 #include <shareformer/shareformer.hpp>
 
 #include <iostream>
