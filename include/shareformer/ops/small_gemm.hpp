@@ -46,6 +46,15 @@ inline constexpr int packet_size = Eigen::internal::unpacket_traits<Packet<T>>::
 
 /// Rows of c one tile updates: with 32 vector registers, 8 rows x 3 packets of accumulators plus
 /// the 3 packets of b and one broadcast fit; with 16, 4 rows x 3.
+/// Other AVX-512 tiles measured against 8 x 3 (Intel Xeon, 2026-12-06, benchmarks/ab, each shape
+/// a module built from a copy of the tree with these two constants changed, alternated with this
+/// one in one process for 10 rounds, outputs bit-identical; products in cache of 1024 rows onto
+/// 768 x 3072 and 3072 x 768 and of 128 rows onto 768 x 2304, 1 and 2 threads): 6 x 4 1.00-1.07x,
+/// 7 x 4 0.94-1.03x, 12 x 2 0.68-0.76x. 6 x 4 is no clear gain here; the AMD EPYC was not measured.
+/// Nor did reading the activations from a k-major copy of each tile's rows (one pointer for the 8
+/// broadcasts instead of 8 row pointers, two of them reloaded from the stack each step) pay:
+/// 0.99x at 1024 x 768 x 3072 and 64 x 768 x 3072, 0.82x at 1024 x 3072 x 768 (8 rounds, 1
+/// thread, the copy, a plain loop, included).
 inline constexpr int small_gemm_rows = EIGEN_ARCH_DEFAULT_NUMBER_OF_REGISTERS >= 32 ? 8 : 4;
 inline constexpr int small_gemm_packets = 3;
 /// Whether packed bfloat16 weights keep their rows in pairs (see load_b_pair): in AVX-512 builds,
