@@ -113,9 +113,11 @@ __attribute__((visibility("default"))) double sf_ab_forward(void* model, int slo
 }
 
 /// `reps` products c = a (m x k) * b (k x n) with b packed, one matrix kept per shape; returns
-/// the mean time of one in ms.
+/// the mean time of one in ms and, when out and size are given, points *out at c (*size = m x n
+/// floats, valid until the next call of that shape).
 __attribute__((visibility("default"))) double sf_ab_product(int m, int k, int n, int threads,
-                                                            int reps) {
+                                                            int reps, const float** out,
+                                                            long* size) {
   static std::map<std::tuple<int, int, int>, Product> cache;
   Product& p = cache[{m, k, n}];
   if (!p.b) {
@@ -128,7 +130,10 @@ __attribute__((visibility("default"))) double sf_ab_product(int m, int k, int n,
     p.c.setZero();
     sf::ops::gemm_accumulate<float>(p.a, *p.b, p.c, threads, p.scratch);
   }
-  return ms_since(t0) / reps;
+  const double ms = ms_since(t0) / reps;
+  if (out != nullptr) *out = p.c.data();
+  if (size != nullptr) *size = static_cast<long>(p.c.size());
+  return ms;
 }
 
 /// `reps` calls of ops::attention on a fused QKV matrix of noise, `batch` sequences of `seq`
