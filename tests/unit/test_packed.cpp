@@ -38,11 +38,15 @@ const std::vector<std::tuple<Index, Index, Index>> shapes = {
     {1, 7, 3},   {8, 64, 48},   {17, 300, 53}, {9, 1, 129}, {5, 768, 100},
     {40, 33, 97}, {150, 40, 53}, {3, 0, 20},   {133, 0, 7}};
 
-// Width of the panel at column j of `cols`, from the documented layout: panels of 3 packets while
-// they fit, then one of the 2 or 1 whole packets left, then the rest.
+// Packets in a full panel: 3, unless the build sets another register tile
+// (SHAREFORMER_SMALL_GEMM_PACKETS; tests/CMakeLists.txt builds these tests with 4 and 2 too).
+constexpr Index full = sf::ops::detail::small_gemm_packets;
+
+// Width of the panel at column j of `cols`, from the documented layout: full panels while they
+// fit, then one of the 2 or 1 whole packets left, then the rest.
 Index documented_width(Index j, Index cols, Index lanes) {
   const Index left = cols - j;
-  if (left >= 3 * lanes) return 3 * lanes;
+  if (left >= full * lanes) return full * lanes;
   if (left >= 2 * lanes) return 2 * lanes;
   return left >= lanes ? lanes : left;
 }
@@ -53,7 +57,8 @@ Index documented_width(Index j, Index cols, Index lanes) {
 template <typename T>
 std::vector<Index> layout_cols() {
   const Index lanes = sf::ops::detail::packet_size<T>;
-  return {1, 3 * lanes, 3 * lanes + 1, 4 * lanes + 3, 5 * lanes + 3, 2 * lanes, 7 * lanes - 1};
+  return {1, full * lanes, full * lanes + 1, (full + 1) * lanes + 3, (full + 2) * lanes + 3,
+          2 * lanes, (2 * full + 1) * lanes - 1};
 }
 
 }  // namespace
@@ -202,7 +207,7 @@ TYPED_TEST(Packed, EachPassPrefetchesTheBlockTheNextPassReads) {
   // Two full panels, one of one or of two packets, and fewer columns than a packet.
   for (Index packets : {Index(1), Index(2)}) {
     for (Index k : {Index(1), Index(5), kc, kc + 32, 2 * kc + 64}) {
-      const Index cols = 2 * 3 * lanes + packets * lanes + (lanes - 1);
+      const Index cols = 2 * full * lanes + packets * lanes + (lanes - 1);
       const sf::ops::PackedMatrix<T> packed(random_matrix<T>(k, cols, 6));
       // The passes in the order packed_gemm makes them, from the documented layout: panel by panel
       // (each panel's rows contiguous from data() + j * k), within a panel kc rows at a time.
@@ -216,7 +221,8 @@ TYPED_TEST(Packed, EachPassPrefetchesTheBlockTheNextPassReads) {
       }
       // Ranges of columns a thread may take: whole panels.
       for (const auto& [begin, end] : std::vector<std::pair<Index, Index>>{
-               {0, cols}, {0, 3 * lanes}, {3 * lanes, cols}, {6 * lanes, (6 + packets) * lanes}})
+               {0, cols}, {0, full * lanes}, {full * lanes, cols},
+               {2 * full * lanes, (2 * full + packets) * lanes}})
         for (std::size_t b = 0; b < order.size(); ++b) {
           const Index w = documented_width(order[b].panel, cols, lanes);
           if (order[b].panel < begin || order[b].panel >= end || w < lanes) continue;

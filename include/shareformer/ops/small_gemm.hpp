@@ -55,8 +55,17 @@ inline constexpr int packet_size = Eigen::internal::unpacket_traits<Packet<T>>::
 /// broadcasts instead of 8 row pointers, two of them reloaded from the stack each step) pay:
 /// 0.99x at 1024 x 768 x 3072 and 64 x 768 x 3072, 0.82x at 1024 x 3072 x 768 (8 rounds, 1
 /// thread, the copy, a plain loop, included).
-inline constexpr int small_gemm_rows = EIGEN_ARCH_DEFAULT_NUMBER_OF_REGISTERS >= 32 ? 8 : 4;
-inline constexpr int small_gemm_packets = 3;
+/// -DSHAREFORMER_SMALL_GEMM_ROWS=R and -DSHAREFORMER_SMALL_GEMM_PACKETS=P set another tile (for
+/// such measurements; tests/CMakeLists.txt builds the product and stack tests with 6 x 4 and 12 x 2).
+#ifndef SHAREFORMER_SMALL_GEMM_ROWS
+#define SHAREFORMER_SMALL_GEMM_ROWS (EIGEN_ARCH_DEFAULT_NUMBER_OF_REGISTERS >= 32 ? 8 : 4)
+#endif
+#ifndef SHAREFORMER_SMALL_GEMM_PACKETS
+#define SHAREFORMER_SMALL_GEMM_PACKETS 3
+#endif
+inline constexpr int small_gemm_rows = SHAREFORMER_SMALL_GEMM_ROWS;
+inline constexpr int small_gemm_packets = SHAREFORMER_SMALL_GEMM_PACKETS;
+static_assert(small_gemm_rows >= 1 && small_gemm_packets >= 1, "a tile has rows and packets");
 /// Whether packed bfloat16 weights keep their rows in pairs (see load_b_pair): in AVX-512 builds,
 /// where they were measured and where a pair's 6 packets fit beside a tile's 8 x 3 accumulators
 /// in the 32 vector registers. With 16 registers (AVX2, SSE: 4 x 3 accumulators) they would not
@@ -296,21 +305,23 @@ EIGEN_ALWAYS_INLINE void small_tile(Index k, const T* a, Index lda, const B* b, 
   });
 }
 
+/// small_tile of exactly `rows` rows, for one of the heights R + 1 (R in Heights).
+template <typename T, int NR, bool Ahead, bool Pairs, typename B, int... Heights>
+void tile_of_height(std::integer_sequence<int, Heights...> /*heights - 1*/, Index rows, Index k,
+                    const T* a, Index lda, const B* b, Index ldb, T* c, Index ldc,
+                    GemmStart<T> start, PrefetchLines next) {
+  (void)((rows == Heights + 1 &&
+          (small_tile<T, Heights + 1, NR, Ahead, Pairs>(k, a, lda, b, ldb, c, ldc, start, next),
+           true)) ||
+         ...);
+}
+
 /// The last `rows` (< small_gemm_rows) rows of a panel: one tile of exactly that height.
 template <typename T, int NR, bool Ahead, bool Pairs, typename B>
 void small_tail(Index rows, Index k, const T* a, Index lda, const B* b, Index ldb, T* c, Index ldc,
                 GemmStart<T> start, PrefetchLines next) {
-  constexpr int mr = small_gemm_rows;
-  switch (rows) {
-    case 7: if constexpr (mr > 7) small_tile<T, 7, NR, Ahead, Pairs>(k, a, lda, b, ldb, c, ldc, start, next); break;
-    case 6: if constexpr (mr > 6) small_tile<T, 6, NR, Ahead, Pairs>(k, a, lda, b, ldb, c, ldc, start, next); break;
-    case 5: if constexpr (mr > 5) small_tile<T, 5, NR, Ahead, Pairs>(k, a, lda, b, ldb, c, ldc, start, next); break;
-    case 4: if constexpr (mr > 4) small_tile<T, 4, NR, Ahead, Pairs>(k, a, lda, b, ldb, c, ldc, start, next); break;
-    case 3: small_tile<T, 3, NR, Ahead, Pairs>(k, a, lda, b, ldb, c, ldc, start, next); break;
-    case 2: small_tile<T, 2, NR, Ahead, Pairs>(k, a, lda, b, ldb, c, ldc, start, next); break;
-    case 1: small_tile<T, 1, NR, Ahead, Pairs>(k, a, lda, b, ldb, c, ldc, start, next); break;
-    default: break;
-  }
+  tile_of_height<T, NR, Ahead, Pairs>(std::make_integer_sequence<int, small_gemm_rows - 1>{}, rows,
+                                      k, a, lda, b, ldb, c, ldc, start, next);
 }
 
 /// The block of packed weights that the pass after this one will read (`bytes` bytes from
