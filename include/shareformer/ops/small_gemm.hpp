@@ -55,8 +55,9 @@ inline constexpr int packet_size = Eigen::internal::unpacket_traits<Packet<T>>::
 /// broadcasts instead of 8 row pointers, two of them reloaded from the stack each step) pay:
 /// 0.99x at 1024 x 768 x 3072 and 64 x 768 x 3072, 0.82x at 1024 x 3072 x 768 (8 rounds, 1
 /// thread, the copy, a plain loop, included).
-/// -DSHAREFORMER_SMALL_GEMM_ROWS=R and -DSHAREFORMER_SMALL_GEMM_PACKETS=P set another tile (for
-/// such measurements; tests/CMakeLists.txt builds the product and stack tests with 6 x 4 and 12 x 2).
+/// -DSHAREFORMER_SMALL_GEMM_ROWS=R and -DSHAREFORMER_SMALL_GEMM_PACKETS=P set another tile, for
+/// such measurements (tests/CMakeLists.txt builds the product and stack tests with 6 x 4 and
+/// 12 x 2).
 #ifndef SHAREFORMER_SMALL_GEMM_ROWS
 #define SHAREFORMER_SMALL_GEMM_ROWS (EIGEN_ARCH_DEFAULT_NUMBER_OF_REGISTERS >= 32 ? 8 : 4)
 #endif
