@@ -23,7 +23,9 @@ namespace {
 using bench::noise;
 
 // The start of c += a b: c itself.
-sf::ops::GemmStart<float> onto(sf::RowMatrix<float>& c) { return {c.data(), c.outerStride(), nullptr}; }
+sf::ops::GemmStart<float> onto(sf::RowMatrix<float>& c) {
+  return {c.data(), c.outerStride(), nullptr};
+}
 
 // range: tokens, in, out, threads. FLOP/s counts 2 * tokens * in * out.
 void Gemm(benchmark::State& state) {
@@ -156,7 +158,8 @@ void GemmStream(benchmark::State& state) {
                                                 benchmark::Counter::kIsIterationInvariantRate);
   // Bytes of one weight matrix: bfloat16 (2) on routes 2 and 4, float (4) on the others.
   const double bytes = static_cast<double>(k * n) * (route == 2 || route == 4 ? 2.0 : 4.0);
-  state.counters["weight_bytes/s"] = benchmark::Counter(bytes, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["weight_bytes/s"] =
+      benchmark::Counter(bytes, benchmark::Counter::kIsIterationInvariantRate);
 }
 
 // The bound GemmStream's weight_bytes/s is to be read against: the same twelve packed float
@@ -172,13 +175,14 @@ void StreamRead(benchmark::State& state) {
   for (auto _ : state) {
     const float* data = w.packed[next].data();
     sf::detail::parallel_chunks(size, 4096, threads, [&](Index begin, Index end, int t) {
-      sums[static_cast<std::size_t>(t)] += Eigen::Map<const Eigen::ArrayXf>(data + begin, end - begin).sum();
+      sums[static_cast<std::size_t>(t)] +=
+          Eigen::Map<const Eigen::ArrayXf>(data + begin, end - begin).sum();
     });
     benchmark::DoNotOptimize(sums.data());
     next = (next + 1) % w.packed.size();
   }
-  state.counters["weight_bytes/s"] = benchmark::Counter(static_cast<double>(w.packed[0].bytes()),
-                                                        benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["weight_bytes/s"] = benchmark::Counter(
+      static_cast<double>(w.packed[0].bytes()), benchmark::Counter::kIsIterationInvariantRate);
 }
 
 // range: batch, seq_len, threads; d 768, 12 heads.
@@ -206,8 +210,8 @@ void LayerNorm(benchmark::State& state) {
     sf::ops::layer_norm<float>(x, g, b, 1e-12f);
     benchmark::DoNotOptimize(x.data());
   }
-  state.counters["elements/s"] = benchmark::Counter(static_cast<double>(t * d),
-                                                    benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["elements/s"] =
+      benchmark::Counter(static_cast<double>(t * d), benchmark::Counter::kIsIterationInvariantRate);
 }
 
 // range: tokens, d_ff.
@@ -220,8 +224,8 @@ void Gelu(benchmark::State& state) {
     sf::ops::activate<float>(sf::Activation::GeluErf, x);
     benchmark::DoNotOptimize(x.data());
   }
-  state.counters["elements/s"] = benchmark::Counter(static_cast<double>(t * f),
-                                                    benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["elements/s"] =
+      benchmark::Counter(static_cast<double>(t * f), benchmark::Counter::kIsIterationInvariantRate);
 }
 
 }  // namespace
@@ -234,7 +238,8 @@ BENCHMARK(Gemm)
     ->UseRealTime();
 BENCHMARK(GemmRoute)
     ->ArgNames({"tokens", "in", "out", "threads", "route"})
-    ->ArgsProduct({{16, 64, 128, 256, 512, 1024, 4096}, {768}, {2304, 3072}, {1, 2}, {0, 1, 2, 3, 4}})
+    ->ArgsProduct(
+        {{16, 64, 128, 256, 512, 1024, 4096}, {768}, {2304, 3072}, {1, 2}, {0, 1, 2, 3, 4}})
     ->ArgsProduct({{16, 64, 128, 256, 512, 1024, 4096}, {3072}, {768}, {1, 2}, {0, 1, 2, 3, 4}})
     // The rest of the products of the peer table's 16- and 32-token cells (packed, as the CLI
     // runs them): bert-base's 768 -> 768 and 32-token products, and the seed model's (d = 512).
@@ -255,7 +260,10 @@ BENCHMARK(StreamRead)
     ->ArgsProduct({{768}, {3072}, {1, 2}})
     ->ArgsProduct({{3072}, {768}, {1, 2}})
     ->UseRealTime();
-BENCHMARK(Attention)->ArgNames({"batch", "seq", "threads"})->ArgsProduct({{1, 8}, {16, 128, 512}, {1, 2}})->UseRealTime();
+BENCHMARK(Attention)
+    ->ArgNames({"batch", "seq", "threads"})
+    ->ArgsProduct({{1, 8}, {16, 128, 512}, {1, 2}})
+    ->UseRealTime();
 BENCHMARK(LayerNorm)->ArgNames({"tokens", "d"})->Args({16, 768})->Args({1024, 768});
 BENCHMARK(Gelu)->ArgNames({"tokens", "d_ff"})->Args({16, 3072})->Args({1024, 3072});
 

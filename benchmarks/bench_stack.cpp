@@ -77,7 +77,9 @@ BENCHMARK(Layer)->Apply(shapes);
 
 static void Stack12_Unshared(benchmark::State& state) { run_stack<sf::Unshared>(state, 12); }
 static void Stack12_SharedFfn(benchmark::State& state) { run_stack<sf::SharedFfn>(state, 12); }
-static void Stack12_SharedAttention(benchmark::State& state) { run_stack<sf::SharedAttention>(state, 12); }
+static void Stack12_SharedAttention(benchmark::State& state) {
+  run_stack<sf::SharedAttention>(state, 12);
+}
 static void Stack12_SharedAll(benchmark::State& state) { run_stack<sf::SharedAll>(state, 12); }
 BENCHMARK(Stack12_Unshared)->Apply(shapes);
 BENCHMARK(Stack12_SharedFfn)->Apply(shapes);

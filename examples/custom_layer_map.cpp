@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
-// A sharing layout chosen at run time: a LayerMap, checked against the equivalent compile-time policy.
+// A sharing layout chosen at run time: a LayerMap, checked against the equivalent compile-time
+// policy.
 #include <shareformer/shareformer.hpp>
 
 #include <iostream>
@@ -19,7 +20,8 @@ int main() {
 
   const Batch batch = Batch::padded(10, {10, 4});
   RowMatrix<double> x(batch.tokens(), c.d_model);
-  for (Index i = 0; i < x.size(); ++i) x.data()[i] = static_cast<double>((i * 37) % 101) / 101.0 - 0.5;
+  for (Index i = 0; i < x.size(); ++i)
+    x.data()[i] = static_cast<double>((i * 37) % 101) / 101.0 - 0.5;
   const RowMatrix<double> a = runtime.forward(x, batch, 1);
   const RowMatrix<double> b = typed.forward(x, batch, 1);
   std::cout << "distinct blocks: " << runtime.plan().attention_slots

@@ -10,10 +10,10 @@ int main() {
   BlockConfig c;
   c.d_model = 512;
   c.n_heads = 8;
-  c.d_ff = 2048;  // post-LN, GELU (erf), eps 1e-5 by default
+  c.d_ff = 2048;                   // post-LN, GELU (erf), eps 1e-5 by default
   Stack<SharedAll> albert(c, 12);  // one block applied 12 times
   Stack<Unshared> bert(c, 12);     // 12 distinct blocks
-  std::cout << "SharedAll parameters: " << albert.parameter_count() << "\n"   // 3152384
+  std::cout << "SharedAll parameters: " << albert.parameter_count() << "\n"  // 3152384
             << "Unshared parameters:  " << bert.parameter_count() << "\n";   // 37828608
 
   albert.randomize(/*seed=*/1);
@@ -22,6 +22,9 @@ int main() {
   const RowMatrix<float> x = RowMatrix<float>::Constant(batch.tokens(), c.d_model, 0.5f);
   const RowMatrix<float> y = albert.forward(x, batch);  // (2 * 16, 512)
   std::cout << "output " << y.rows() << " x " << y.cols() << ", GFLOP per forward "
-            << static_cast<double>(albert.flops(batch.batch(), batch.seq_len()).matmul) / 1e9 << "\n";
-  return albert.parameter_count() == 3152384 && bert.parameter_count() == 37828608 && y.allFinite() ? 0 : 1;
+            << static_cast<double>(albert.flops(batch.batch(), batch.seq_len()).matmul) / 1e9
+            << "\n";
+  return albert.parameter_count() == 3152384 && bert.parameter_count() == 37828608 && y.allFinite()
+             ? 0
+             : 1;
 }

@@ -9,8 +9,8 @@
 //   ab --rounds 30 --threads 1 attn --batch 1 --seq 512 --d-head 64 A.so B.so   (attention alone)
 //   ab --rounds 20 --threads 1,2 fwd --seq 512 A.so     (one module on 1 and on 2 threads)
 //   ab --rounds 20 --threads 1,2 --pair fwd --seq 512 A.so   (and two 1-thread forwards at once)
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
 #include <dlfcn.h>
 
@@ -173,7 +173,8 @@ int main(int argc, char** argv) {
     std::vector<Variant> variants;
     for (std::size_t i = 0; i < modules.size(); ++i) {
       for (int t : threads)
-        variants.push_back({i, t, threads.size() > 1 || pair ? fmt::format("{} @{}t", paths[i], t) : paths[i]});
+        variants.push_back(
+            {i, t, threads.size() > 1 || pair ? fmt::format("{} @{}t", paths[i], t) : paths[i]});
       if (pair) variants.push_back({i, 0, fmt::format("{} @1t x2", paths[i])});
     }
     const std::size_t v_count = variants.size();
@@ -242,8 +243,8 @@ int main(int argc, char** argv) {
       for (std::size_t r = 0; r < ms[v].size(); ++r) ratios.push_back(ms[0][r] / ms[v][r]);
       const auto [lo, hi] = std::minmax_element(ms[v].begin(), ms[v].end());
       fmt::print("{:<44} {:>10.3f} {:>10.3f}-{:<10.3f} {:>10.3f} {:>10.3f} {:>10.3g} {:>8}\n",
-                 variants[v].label, median(ms[v]), *lo, *hi, base / median(ms[v]),
-                 median(ratios), max_diff[v], differ[v]);
+                 variants[v].label, median(ms[v]), *lo, *hi, base / median(ms[v]), median(ratios),
+                 max_diff[v], differ[v]);
       identical = identical && differ[v] == 0;
     }
     if (expect_identical && !identical) {

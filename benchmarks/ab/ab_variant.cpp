@@ -97,8 +97,8 @@ __attribute__((visibility("default"))) void sf_ab_free(void* model) {
 /// returns its time in ms and, when out and size are given, points *out at its output
 /// (*size = tokens x d_model floats, valid until the slot's next call).
 __attribute__((visibility("default"))) double sf_ab_forward(void* model, int slot, int batch,
-                                                            int seq, int threads,
-                                                            const float** out, long* size) {
+                                                            int seq, int threads, const float** out,
+                                                            long* size) {
   auto& m = *static_cast<Model*>(model);
   auto& io = m.slots.at(static_cast<std::size_t>(slot));
   const sf::Batch layout = sf::Batch::uniform(batch, seq);

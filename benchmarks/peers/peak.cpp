@@ -177,7 +177,8 @@ static std::vector<double> measure_read(long bytes, int threads, double seconds,
   for (int r = 0; r < repeats; ++r) {
     auto start = std::chrono::steady_clock::now();
     passes(count);
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const double s =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     all.push_back(static_cast<double>(n) * sizeof(float) * count / s / 1e9);
   }
   std::free(p);

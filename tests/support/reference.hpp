@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
-// Naive-loop reference implementations, written independently of the library's ops, and test helpers.
+// Naive-loop reference implementations, written independently of the library's ops, and test
+// helpers.
 #pragma once
 
 #include <shareformer/shareformer.hpp>
@@ -71,7 +72,8 @@ double max_abs_diff(const A& a, const B& b) {
   double worst = 0;
   for (Index r = 0; r < a.rows(); ++r)
     for (Index c = 0; c < a.cols(); ++c)
-      worst = std::max(worst, std::abs(static_cast<double>(a(r, c)) - static_cast<double>(b(r, c))));
+      worst =
+          std::max(worst, std::abs(static_cast<double>(a(r, c)) - static_cast<double>(b(r, c))));
   return worst;
 }
 
@@ -119,7 +121,8 @@ inline double activation(Activation a, double v) {
 
 /// Multi-head attention from separate per-sequence loops; keys j of sequence b are valid when
 /// batch.key_valid(b, j) (and j <= i when causal).
-inline M attention(const M& q, const M& k, const M& v, const Batch& batch, Index n_heads, bool causal) {
+inline M attention(const M& q, const M& k, const M& v, const Batch& batch, Index n_heads,
+                   bool causal) {
   const Index s_len = batch.seq_len(), d = q.cols(), dh = d / n_heads;
   M ctx = M::Zero(q.rows(), d);
   for (Index b = 0; b < batch.batch(); ++b)
@@ -131,9 +134,11 @@ inline M attention(const M& q, const M& k, const M& v, const Batch& batch, Index
         for (Index j = 0; j < s_len; ++j) {
           if (!batch.key_valid(b, j) || (causal && j > i)) continue;
           double dot = 0;
-          for (Index c = 0; c < dh; ++c) dot += q(b * s_len + i, h * dh + c) * k(b * s_len + j, h * dh + c);
+          for (Index c = 0; c < dh; ++c)
+            dot += q(b * s_len + i, h * dh + c) * k(b * s_len + j, h * dh + c);
           w[static_cast<std::size_t>(j)] = dot / std::sqrt(static_cast<double>(dh));
-          max = any ? std::max(max, w[static_cast<std::size_t>(j)]) : w[static_cast<std::size_t>(j)];
+          max =
+              any ? std::max(max, w[static_cast<std::size_t>(j)]) : w[static_cast<std::size_t>(j)];
           any = true;
         }
         if (!any) continue;
@@ -146,24 +151,30 @@ inline M attention(const M& q, const M& k, const M& v, const Batch& batch, Index
         }
         for (Index j = 0; j < s_len; ++j)
           for (Index c = 0; c < dh; ++c)
-            ctx(b * s_len + i, h * dh + c) += w[static_cast<std::size_t>(j)] / sum * v(b * s_len + j, h * dh + c);
+            ctx(b * s_len + i, h * dh + c) +=
+                w[static_cast<std::size_t>(j)] / sum * v(b * s_len + j, h * dh + c);
       }
   return ctx;
 }
 
 template <typename T>
-M to_double(const RowMatrix<T>& m) { return m.template cast<double>(); }
+M to_double(const RowMatrix<T>& m) {
+  return m.template cast<double>();
+}
 template <typename T>
-M to_double(const RowVector<T>& m) { return m.template cast<double>(); }
+M to_double(const RowVector<T>& m) {
+  return m.template cast<double>();
+}
 
 /// One attention sub-layer (post- or pre-LN) applied to x, from the layer's weights.
 template <typename T>
 M attention_sublayer(const AttentionSublayer<T>& s, const M& x, const Batch& batch) {
   const auto& mha = s.attention();
   const Index d = mha.d_model();
-  const M in = s.placement() == NormPlacement::Pre
-                   ? layer_norm(x, to_double(s.norm().gamma()), to_double(s.norm().beta()), s.norm().eps())
-                   : x;
+  const M in =
+      s.placement() == NormPlacement::Pre
+          ? layer_norm(x, to_double(s.norm().gamma()), to_double(s.norm().beta()), s.norm().eps())
+          : x;
   const M qkv = linear(in, to_double(mha.qkv().weight()), to_double(mha.qkv().bias()));
   const M ctx = attention(qkv.leftCols(d), qkv.middleCols(d, d), qkv.rightCols(d), batch,
                           mha.n_heads(), mha.causal());
@@ -177,12 +188,14 @@ M attention_sublayer(const AttentionSublayer<T>& s, const M& x, const Batch& bat
 template <typename T>
 M ffn_sublayer(const FfnSublayer<T>& s, const M& x) {
   const auto& f = s.ffn();
-  const M in = s.placement() == NormPlacement::Pre
-                   ? layer_norm(x, to_double(s.norm().gamma()), to_double(s.norm().beta()), s.norm().eps())
-                   : x;
+  const M in =
+      s.placement() == NormPlacement::Pre
+          ? layer_norm(x, to_double(s.norm().gamma()), to_double(s.norm().beta()), s.norm().eps())
+          : x;
   M hidden = linear(in, to_double(f.in().weight()), to_double(f.in().bias()));
   for (Index i = 0; i < hidden.rows(); ++i)
-    for (Index c = 0; c < hidden.cols(); ++c) hidden(i, c) = activation(f.activation(), hidden(i, c));
+    for (Index c = 0; c < hidden.cols(); ++c)
+      hidden(i, c) = activation(f.activation(), hidden(i, c));
   M y = x + linear(hidden, to_double(f.out().weight()), to_double(f.out().bias()));
   if (s.placement() == NormPlacement::Post)
     y = layer_norm(y, to_double(s.norm().gamma()), to_double(s.norm().beta()), s.norm().eps());

@@ -95,10 +95,10 @@ TEST(Accounting, LayerFlopsEqualTheSumOfItsProducts) {
   const std::int64_t d = 64, h = 4, f = 96, b = 3, s = 10, t = b * s, dh = d / h;
   const auto flops = sf::count::layer_flops(config(d, h, f), b, s);
   std::int64_t macs = 0;
-  macs += t * d * (3 * d);      // fused QKV
-  macs += b * h * s * s * dh;   // Q K^T per (sequence, head)
-  macs += b * h * s * s * dh;   // P V
-  macs += t * d * d;            // output projection
+  macs += t * d * (3 * d);        // fused QKV
+  macs += b * h * s * s * dh;     // Q K^T per (sequence, head)
+  macs += b * h * s * s * dh;     // P V
+  macs += t * d * d;              // output projection
   macs += t * d * f + t * f * d;  // FFN
   EXPECT_EQ(flops.matmul, 2 * macs);
   EXPECT_GT(flops.elementwise, 0);
@@ -112,6 +112,6 @@ TEST(Accounting, EncoderCountsMatchHuggingFace) {
   albert.vocab_size = 30000;
   albert.embedding_size = 128;
   EXPECT_EQ(sf::count::encoder_parameters(albert, 1, 1), 11683584);  // albert-base-v2
-  const sf::EncoderConfig bert;  // bert-base-uncased defaults
+  const sf::EncoderConfig bert;                                      // bert-base-uncased defaults
   EXPECT_EQ(sf::count::encoder_parameters(bert, 12, 12), 109482240);
 }

@@ -111,7 +111,7 @@ sf::Stack<Policy> random_stack(const sf::BlockConfig& c, Index layers, Weights w
 
 template <typename Policy>
 long allocations_of_second_forward(const sf::BlockConfig& c, const sf::Batch& batch, int threads,
-                                    Weights weights = Weights::Plain) {
+                                   Weights weights = Weights::Plain) {
   const sf::Stack<Policy> stack = random_stack<Policy>(c, 4, weights);
   sf::RowMatrix<float> h = sf::testing::random_matrix<float>(batch.tokens(), c.d_model, 2);
   sf::Workspace<float> ws;
@@ -125,7 +125,9 @@ TEST(Allocations, SteadyStateForwardAllocatesNothing) {
 #endif
   const sf::BlockConfig c = small_config();
   for (int threads : {1, 2}) {
-    EXPECT_EQ(allocations_of_second_forward<sf::SharedAll>(c, sf::Batch::padded(64, {64, 30}), threads), 0)
+    EXPECT_EQ(
+        allocations_of_second_forward<sf::SharedAll>(c, sf::Batch::padded(64, {64, 30}), threads),
+        0)
         << threads << " threads";
     EXPECT_EQ(allocations_of_second_forward<sf::Unshared>(c, sf::Batch::uniform(1, 16), threads), 0)
         << threads << " threads";
@@ -135,14 +137,16 @@ TEST(Allocations, SteadyStateForwardAllocatesNothing) {
         << threads << " threads, packed weights";
     // Threading plans that give each thread its own sequences or rows (detail::threading_plan):
     // one workspace per thread inside ws, sized by the first forward.
-    EXPECT_EQ(allocations_of_second_forward<sf::SharedAll>(
-                  c, sf::Batch::padded(sf::detail::group_min_tokens, {sf::detail::group_min_tokens, 7}), threads,
-                  Weights::Packed),
-              0)
+    EXPECT_EQ(
+        allocations_of_second_forward<sf::SharedAll>(
+            c, sf::Batch::padded(sf::detail::group_min_tokens, {sf::detail::group_min_tokens, 7}),
+            threads, Weights::Packed),
+        0)
         << threads << " threads, groups of sequences";
-    EXPECT_EQ(allocations_of_second_forward<sf::Unshared>(
-                  c, sf::Batch::uniform(1, 2 * sf::detail::share_min_rows + 3), threads, Weights::Packed),
-              0)
+    EXPECT_EQ(
+        allocations_of_second_forward<sf::Unshared>(
+            c, sf::Batch::uniform(1, 2 * sf::detail::share_min_rows + 3), threads, Weights::Packed),
+        0)
         << threads << " threads, blocks of rows";
     // The rounded activations live in the workspace's GEMM scratch, sized by the first forward.
     EXPECT_EQ(allocations_of_second_forward<sf::SharedAll>(c, sf::Batch::uniform(2, 16), threads,
@@ -158,7 +162,8 @@ TEST(Allocations, SteadyStateForwardAllocatesNothing) {
 long other_thread_allocations_of_first_shares_forward(Weights weights) {
   const sf::BlockConfig c = small_config();
   const sf::Batch batch = sf::Batch::uniform(1, 2 * sf::detail::share_min_rows + 3);
-  EXPECT_EQ(sf::detail::threading_plan(batch.batch(), batch.seq_len(), 2), sf::detail::ThreadPlan::Shares);
+  EXPECT_EQ(sf::detail::threading_plan(batch.batch(), batch.seq_len(), 2),
+            sf::detail::ThreadPlan::Shares);
   const sf::Stack<sf::SharedAll> stack = random_stack<sf::SharedAll>(c, 2, weights);
   sf::RowMatrix<float> h = sf::testing::random_matrix<float>(batch.tokens(), c.d_model, 2);
   sf::Workspace<float> warm, ws;
@@ -171,7 +176,8 @@ TEST(Allocations, RowSharesSizeTheirScratchBeforeTheTeam) {
 #if !defined(SHAREFORMER_COUNTS_ALLOCATIONS)
   GTEST_SKIP() << "allocation counting needs glibc without sanitizers";
 #endif
-  EXPECT_EQ(other_thread_allocations_of_first_shares_forward(Weights::Packed), 0) << "float weights";
+  EXPECT_EQ(other_thread_allocations_of_first_shares_forward(Weights::Packed), 0)
+      << "float weights";
   EXPECT_EQ(other_thread_allocations_of_first_shares_forward(Weights::Bf16Products), 0)
       << "bfloat16 products";
 }
@@ -185,7 +191,10 @@ TEST(Allocations, TheCounterSeesAllocations) {
   const Counted counted = count_allocations([&] {
     v = new std::vector<int>(100);
     m.resize(64, 64);  // Eigen's aligned_malloc
-    std::thread([] { std::vector<int> w(10); EXPECT_EQ(w.size(), 10U); }).join();
+    std::thread([] {
+      std::vector<int> w(10);
+      EXPECT_EQ(w.size(), 10U);
+    }).join();
   });
   delete v;
   EXPECT_GE(counted.all, 4);

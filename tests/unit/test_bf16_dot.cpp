@@ -64,7 +64,8 @@ TEST(Bf16Dot, LayoutPairsRowsWithinPanels) {
             for (Index half = 0; half < 2; ++half) {
               const Index r = 2 * q + half;
               const float want = (r < rows && c < w) ? float(Eigen::bfloat16(m(r, j + c))) : 0.0f;
-              ASSERT_EQ(float(*data++), want) << rows << "x" << cols << " at (" << r << ", " << j + c << ")";
+              ASSERT_EQ(float(*data++), want)
+                  << rows << "x" << cols << " at (" << r << ", " << j + c << ")";
               if (r < rows && c < w) {
                 ASSERT_EQ(float(packed(r, j + c)), want);
               }
@@ -117,7 +118,7 @@ TEST(Bf16Dot, GemmMatchesNaiveOnTheRoundedOperands) {
   using Start = sf::ops::GemmStart<float>;
   const float nan = std::numeric_limits<float>::quiet_NaN();
   const std::vector<std::tuple<Index, Index, Index>> shapes = {
-      {1, 7, 3},   {8, 64, 48},  {17, 301, 53}, {9, 1, 129}, {5, 768, 100},
+      {1, 7, 3},    {8, 64, 48}, {17, 301, 53}, {9, 1, 129},    {5, 768, 100},
       {40, 33, 97}, {3, 0, 20},  {12, 800, 64}, {16, 768, 2304}};
   for (const auto& [m, k, n] : shapes) {
     const RowMatrix<float> a = random_matrix<float>(m, k, 2);
@@ -125,8 +126,8 @@ TEST(Bf16Dot, GemmMatchesNaiveOnTheRoundedOperands) {
     const RowMatrix<float> residual = random_matrix<float>(m, n, 4);
     const sf::RowVector<float> bias = random_matrix<float>(1, n, 5);
     const sf::ops::Bf16PairMatrix packed(b);
-    const naive::M product = naive::linear(rounded(a).cast<double>(), rounded(b).cast<double>(),
-                                           naive::M::Zero(1, n));
+    const naive::M product =
+        naive::linear(rounded(a).cast<double>(), rounded(b).cast<double>(), naive::M::Zero(1, n));
     for (int kind = 0; kind < 4; ++kind) {  // zero, bias, residual, residual + bias
       naive::M expected = product;
       Start start;
@@ -146,7 +147,8 @@ TEST(Bf16Dot, GemmMatchesNaiveOnTheRoundedOperands) {
         const std::string where = std::to_string(m) + "x" + std::to_string(k) + "x" +
                                   std::to_string(n) + " kind " + std::to_string(kind) +
                                   " threads " + std::to_string(threads);
-        EXPECT_LT(max_abs_diff(store.leftCols(n), expected), 2e-5 * std::sqrt(double(k) + 1)) << where;
+        EXPECT_LT(max_abs_diff(store.leftCols(n), expected), 2e-5 * std::sqrt(double(k) + 1))
+            << where;
         EXPECT_TRUE(store.rightCols(3).array().isNaN().all()) << "wrote outside c: " << where;
       }
     }
@@ -157,8 +159,8 @@ TEST(Bf16Dot, EpilogueSeesEveryColumnOnceWhenItIsFinal) {
   const Index m = 11, k = 70, n = 48 * 2 + 16 + 5;
   const RowMatrix<float> a = random_matrix<float>(m, k, 6), b = random_matrix<float>(k, n, 7);
   const sf::ops::Bf16PairMatrix packed(b);
-  const naive::M product = naive::linear(rounded(a).cast<double>(), rounded(b).cast<double>(),
-                                         naive::M::Zero(1, n));
+  const naive::M product =
+      naive::linear(rounded(a).cast<double>(), rounded(b).cast<double>(), naive::M::Zero(1, n));
   for (int threads : {1, 2}) {
     RowMatrix<float> c(m, n);
     std::vector<int> seen(static_cast<std::size_t>(n), 0);
@@ -166,11 +168,13 @@ TEST(Bf16Dot, EpilogueSeesEveryColumnOnceWhenItIsFinal) {
     sf::ops::GemmScratch<float> scratch;
     sf::ops::gemm_into<float>(a, packed, sf::ops::GemmStart<float>{}, c, threads, scratch,
                               [&](Index row, Index rows, Index col, Index cols) {
-      for (Index i = row; i < row + rows; ++i)
-        for (Index j = col; j < col + cols; ++j)
-          if (std::abs(double(c(i, j)) - product(i, j)) > 1e-4) complete = false;
-      for (Index j = col; j < col + cols; ++j) ++seen[static_cast<std::size_t>(j)];
-    });
+                                for (Index i = row; i < row + rows; ++i)
+                                  for (Index j = col; j < col + cols; ++j)
+                                    if (std::abs(double(c(i, j)) - product(i, j)) > 1e-4)
+                                      complete = false;
+                                for (Index j = col; j < col + cols; ++j)
+                                  ++seen[static_cast<std::size_t>(j)];
+                              });
     EXPECT_TRUE(complete) << "an epilogue ran before its block was final";
     for (Index j = 0; j < n; ++j) EXPECT_EQ(seen[static_cast<std::size_t>(j)], 1) << "column " << j;
   }

@@ -25,7 +25,9 @@ std::string thp_mode() {
   std::string line;
   if (!std::getline(in, line)) return "";
   const auto open = line.find('['), close = line.find(']');
-  return open == std::string::npos || close == std::string::npos ? "" : line.substr(open + 1, close - open - 1);
+  return open == std::string::npos || close == std::string::npos
+             ? ""
+             : line.substr(open + 1, close - open - 1);
 }
 
 /// The value of `field` (e.g. "THPeligible") in /proc/self/smaps for the mapping that contains
@@ -38,7 +40,8 @@ long smaps_field(std::uintptr_t at, const std::string& field) {
     unsigned long long begin = 0, end = 0;
     char dash = 0;
     std::istringstream head(line);
-    if (head >> std::hex >> begin >> dash >> end && dash == '-' && line.find(':') > line.find(' ')) {
+    if (head >> std::hex >> begin >> dash >> end && dash == '-' &&
+        line.find(':') > line.find(' ')) {
       inside = begin <= at && at < end;
       continue;
     }
@@ -71,7 +74,8 @@ TEST(HugePageAllocator, AsksLinuxForHugePagesOnWholeHugePagesOnly) {
   const std::string mode = thp_mode();
   // Under "always" every mapping is eligible and under "never" none: only "madvise" shows the
   // advice.
-  if (mode != "madvise") GTEST_SKIP() << "transparent huge pages are '" << mode << "', not 'madvise'";
+  if (mode != "madvise")
+    GTEST_SKIP() << "transparent huge pages are '" << mode << "', not 'madvise'";
   const std::size_t n = 5 * sf::huge_page_bytes / 2 / sizeof(float);
   const std::vector<float, sf::HugePageAllocator<float>> v(n, 1.0F);
   const std::uintptr_t first = address(v.data());

@@ -22,14 +22,15 @@ TYPED_TEST_SUITE(Ops, sf::testing::Scalars);
 
 TYPED_TEST(Ops, GemmAccumulatesOnStridedViewsWithAnyThreadCount) {
   using T = TypeParam;
-  for (const auto& [m, k, n] : {std::tuple<Index, Index, Index>{1, 7, 3}, {37, 19, 53}, {130, 64, 40}, {5, 300, 129}}) {
+  for (const auto& [m, k, n] :
+       {std::tuple<Index, Index, Index>{1, 7, 3}, {37, 19, 53}, {130, 64, 40}, {5, 300, 129}}) {
     const RowMatrix<T> big_a = random_matrix<T>(m, k + 3, 1);
     const RowMatrix<T> b = random_matrix<T>(k, n, 2);
     const RowMatrix<T> c0 = random_matrix<T>(m, n + 5, 3);
     const auto a = big_a.middleCols(2, k);
-    const naive::M expected = naive::linear(a.template cast<double>(), b.template cast<double>(),
-                                            naive::M::Zero(1, n)) +
-                              c0.leftCols(n).template cast<double>();
+    const naive::M expected =
+        naive::linear(a.template cast<double>(), b.template cast<double>(), naive::M::Zero(1, n)) +
+        c0.leftCols(n).template cast<double>();
     for (int threads : {1, 2, 3}) {
       RowMatrix<T> c = c0;
       sf::ops::gemm_accumulate<T>(a, b, c.leftCols(n), threads);
@@ -47,7 +48,8 @@ TYPED_TEST(Ops, GemmNtEqualsProductWithTranspose) {
   sf::ops::GemmBlocking<T> blocking;
   sf::ops::gemm_nt_accumulate<T>(a, b, c, blocking);
   const naive::M bt = b.template cast<double>().transpose();
-  EXPECT_LT(max_abs_diff(c, naive::linear(a.template cast<double>(), bt, naive::M::Zero(1, 11))), this->tol());
+  EXPECT_LT(max_abs_diff(c, naive::linear(a.template cast<double>(), bt, naive::M::Zero(1, 11))),
+            this->tol());
 }
 
 TYPED_TEST(Ops, LayerNormMatchesNaive) {
@@ -122,7 +124,7 @@ TYPED_TEST(Ops, AttentionMatchesNaiveForEveryMaskKind) {
   const Index d = 24, heads = 4, s = 7;
   Eigen::Matrix<int, 3, 7> holes;
   holes << 1, 1, 0, 1, 0, 1, 1,  //
-      0, 0, 0, 0, 0, 0, 0,        // a sequence with no valid key: zero context
+      0, 0, 0, 0, 0, 0, 0,       // a sequence with no valid key: zero context
       0, 1, 1, 1, 1, 1, 0;
   const std::vector<sf::Batch> batches = {sf::Batch::uniform(2, s), sf::Batch::padded(s, {7, 3, 1}),
                                           sf::Batch::from_mask(holes)};
@@ -131,7 +133,8 @@ TYPED_TEST(Ops, AttentionMatchesNaiveForEveryMaskKind) {
       const RowMatrix<T> qkv = random_matrix<T>(batch.tokens(), 3 * d, 10);
       RowMatrix<T> ctx(batch.tokens(), d);
       std::vector<RowMatrix<T>> scores;
-      const naive::M q = qkv.leftCols(d).template cast<double>(), k = qkv.middleCols(d, d).template cast<double>(),
+      const naive::M q = qkv.leftCols(d).template cast<double>(),
+                     k = qkv.middleCols(d, d).template cast<double>(),
                      v = qkv.rightCols(d).template cast<double>();
       const naive::M expected = naive::attention(q, k, v, batch, heads, causal);
       for (int threads : {1, 2}) {
@@ -168,7 +171,8 @@ TYPED_TEST(Ops, AttentionMatchesNaiveOnLongSequences) {
   for (bool causal : {false, true}) {
     const naive::M expected = naive::attention(q, k, v, batch, heads, causal);
     for (int threads : {1, 2}) {
-      RowMatrix<T> ctx = RowMatrix<T>::Constant(batch.tokens(), d, std::numeric_limits<T>::quiet_NaN());
+      RowMatrix<T> ctx =
+          RowMatrix<T>::Constant(batch.tokens(), d, std::numeric_limits<T>::quiet_NaN());
       sf::ops::attention<T>(qkv, batch, heads, causal, ctx, scratch, threads);
       EXPECT_LT(max_abs_diff(ctx, expected), this->tol()) << "causal " << causal;
     }
@@ -210,7 +214,8 @@ TYPED_TEST(Ops, FusedActivationEqualsLinearThenActivation) {
                                          b.template cast<double>());
       sf::ops::activate<T>(sf::Activation::GeluErf, separate, 1);
       // Vectorised and scalar erf may differ in the last bit where block edges fall differently.
-      EXPECT_LT(max_abs_diff(fused, separate), this->tol()) << rows << " rows, " << threads << " threads";
+      EXPECT_LT(max_abs_diff(fused, separate), this->tol())
+          << rows << " rows, " << threads << " threads";
       for (Index i = 0; i < rows; ++i)
         for (Index j = 0; j < 101; ++j)
           ASSERT_NEAR(double(fused(i, j)), naive::activation(sf::Activation::GeluErf, pre(i, j)),

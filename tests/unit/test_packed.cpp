@@ -12,8 +12,8 @@
 #include <atomic>
 #include <cmath>
 #include <limits>
-#include <string>
 #include <random>
+#include <string>
 #include <tuple>
 #include <utility>
 #include <vector>
@@ -35,8 +35,8 @@ TYPED_TEST_SUITE(Packed, sf::testing::Scalars);
 // columns than a packet (for every SIMD width from SSE's 4 floats to AVX-512's 16; e.g. 129
 // columns of AVX-512 floats: 3, 3 and 2 packets, then 1 column), rows below, at and above a tile.
 const std::vector<std::tuple<Index, Index, Index>> shapes = {
-    {1, 7, 3},   {8, 64, 48},   {17, 300, 53}, {9, 1, 129}, {5, 768, 100},
-    {40, 33, 97}, {150, 40, 53}, {3, 0, 20},   {133, 0, 7}};
+    {1, 7, 3},    {8, 64, 48},   {17, 300, 53}, {9, 1, 129}, {5, 768, 100},
+    {40, 33, 97}, {150, 40, 53}, {3, 0, 20},    {133, 0, 7}};
 
 // Packets in a full panel: 3, unless the build sets another register tile
 // (SHAREFORMER_SMALL_GEMM_PACKETS; tests/CMakeLists.txt builds these tests with 4 and 2 too).
@@ -57,8 +57,13 @@ Index documented_width(Index j, Index cols, Index lanes) {
 template <typename T>
 std::vector<Index> layout_cols() {
   const Index lanes = sf::ops::detail::packet_size<T>;
-  return {1, full * lanes, full * lanes + 1, (full + 1) * lanes + 3, (full + 2) * lanes + 3,
-          2 * lanes, (2 * full + 1) * lanes - 1};
+  return {1,
+          full * lanes,
+          full * lanes + 1,
+          (full + 1) * lanes + 3,
+          (full + 2) * lanes + 3,
+          2 * lanes,
+          (2 * full + 1) * lanes - 1};
 }
 
 }  // namespace
@@ -215,22 +220,24 @@ TYPED_TEST(Packed, EachPassPrefetchesTheBlockTheNextPassReads) {
       for (Index j = 0; j < cols;) {
         const Index w = documented_width(j, cols, lanes);
         for (Index k0 = 0; k0 < k; k0 += kc)
-          order.push_back({j, k0, packed.data() + j * k + k0 * w,
-                           std::min(kc, k - k0) * w * Index{sizeof(T)}});
+          order.push_back(
+              {j, k0, packed.data() + j * k + k0 * w, std::min(kc, k - k0) * w * Index{sizeof(T)}});
         j += w;
       }
       // Ranges of columns a thread may take: whole panels.
-      for (const auto& [begin, end] : std::vector<std::pair<Index, Index>>{
-               {0, cols}, {0, full * lanes}, {full * lanes, cols},
-               {2 * full * lanes, (2 * full + packets) * lanes}})
+      for (const auto& [begin, end] :
+           std::vector<std::pair<Index, Index>>{{0, cols},
+                                                {0, full * lanes},
+                                                {full * lanes, cols},
+                                                {2 * full * lanes, (2 * full + packets) * lanes}})
         for (std::size_t b = 0; b < order.size(); ++b) {
           const Index w = documented_width(order[b].panel, cols, lanes);
           if (order[b].panel < begin || order[b].panel >= end || w < lanes) continue;
           const sf::ops::detail::NextBlock next = sf::ops::detail::next_packed_block<T>(
               packed.data(), k, cols, order[b].panel, order[b].depth, end);
           const std::string where = "k " + std::to_string(k) + ", " + std::to_string(cols) +
-                                    " columns, range [" + std::to_string(begin) +
-                                    ", " + std::to_string(end) + "), block " + std::to_string(b);
+                                    " columns, range [" + std::to_string(begin) + ", " +
+                                    std::to_string(end) + "), block " + std::to_string(b);
           const bool following = b + 1 < order.size() && order[b + 1].panel < end;
           const Block& after = order[following ? b + 1 : b];
           sf::testing::expect_next_block(next, following, after.first, after.bytes, where);
@@ -247,9 +254,9 @@ TYPED_TEST(Packed, GemmMatchesNaiveAndTheUnpackedKernelBitForBit) {
     const RowMatrix<T> b = random_matrix<T>(k, n, 3);
     const RowMatrix<T> c0 = random_matrix<T>(m, n + 5, 4);
     const sf::ops::PackedMatrix<T> packed(b);
-    const naive::M expected = naive::linear(a.template cast<double>(), b.template cast<double>(),
-                                            naive::M::Zero(1, n)) +
-                              c0.leftCols(n).template cast<double>();
+    const naive::M expected =
+        naive::linear(a.template cast<double>(), b.template cast<double>(), naive::M::Zero(1, n)) +
+        c0.leftCols(n).template cast<double>();
     for (int threads : {1, 2, 3}) {
       sf::ops::GemmScratch<T> scratch;
       RowMatrix<T> c = c0;
@@ -278,25 +285,26 @@ TYPED_TEST(Packed, EpilogueSeesEveryElementOnceWhenItIsFinal) {
 #endif
     const RowMatrix<T> a = random_matrix<T>(m, k, 5), b = random_matrix<T>(k, n, 6);
     const sf::ops::PackedMatrix<T> packed(b);
-    const naive::M product = naive::linear(a.template cast<double>(), b.template cast<double>(),
-                                           naive::M::Zero(1, n));
+    const naive::M product =
+        naive::linear(a.template cast<double>(), b.template cast<double>(), naive::M::Zero(1, n));
     for (int threads : {1, 2}) {
       RowMatrix<T> c = RowMatrix<T>::Zero(m, n);
       Eigen::MatrixXi seen = Eigen::MatrixXi::Zero(m, n);
       std::atomic<bool> complete{true};
       std::atomic<Index> wrong_block{-1};
       sf::ops::GemmScratch<T> scratch;
-      sf::ops::gemm_accumulate<T>(a, packed, c, threads, scratch,
-                                  [&](Index row, Index rows, Index col, Index cols) {
-        // The block must already hold its final values.
-        for (Index i = row; i < row + rows; ++i)
-          for (Index j = col; j < col + cols; ++j)
-            if (std::abs(double(c(i, j)) - product(i, j)) > this->tol() * 10) complete = false;
-        // Blocks of `block` rows from row 0, the last one partial.
-        if (row % block != 0 || rows != std::min(block, m - row)) wrong_block = row;
-        seen.block(row, col, rows, cols).array() += 1;
-      });
-      const std::string where = std::to_string(m) + " rows, " + std::to_string(threads) + " threads";
+      sf::ops::gemm_accumulate<T>(
+          a, packed, c, threads, scratch, [&](Index row, Index rows, Index col, Index cols) {
+            // The block must already hold its final values.
+            for (Index i = row; i < row + rows; ++i)
+              for (Index j = col; j < col + cols; ++j)
+                if (std::abs(double(c(i, j)) - product(i, j)) > this->tol() * 10) complete = false;
+            // Blocks of `block` rows from row 0, the last one partial.
+            if (row % block != 0 || rows != std::min(block, m - row)) wrong_block = row;
+            seen.block(row, col, rows, cols).array() += 1;
+          });
+      const std::string where =
+          std::to_string(m) + " rows, " + std::to_string(threads) + " threads";
       EXPECT_TRUE(complete) << "an epilogue ran before its block was final: " << where;
       EXPECT_EQ(wrong_block, -1) << "a block of rows other than packed_gemm_block_rows: " << where;
       EXPECT_TRUE((seen.array() == 1).all()) << "an element seen other than once: " << where;
@@ -336,7 +344,8 @@ TYPED_TEST(Packed, GemmIntoStartsFromZeroBiasOrAResidual) {
           auto c = c_store.leftCols(n);
           if (kind == 4) c = residual;
           Start start{nullptr, 0, with_bias || kind == 4 ? bias.data() : nullptr};
-          if (kind == 2 || kind == 3) start = Start{residual.data(), residual.outerStride(), start.bias};
+          if (kind == 2 || kind == 3)
+            start = Start{residual.data(), residual.outerStride(), start.bias};
           if (kind == 4) start.c0 = c.data(), start.ld = c.outerStride();
           sf::ops::GemmScratch<T> scratch;
           if (route == 0)
@@ -386,7 +395,8 @@ TEST(PackedBf16, GemmEqualsFloatPackedGemmOnTheSameValues) {
       sf::ops::gemm_accumulate<float>(a, full, from_full, threads, scratch);
       EXPECT_EQ(from_half, from_full) << m << "x" << k << "x" << n;
       const naive::M expected =
-          naive::linear(a.cast<double>(), b.cast<double>(), naive::M::Zero(1, n)) + c0.cast<double>();
+          naive::linear(a.cast<double>(), b.cast<double>(), naive::M::Zero(1, n)) +
+          c0.cast<double>();
       EXPECT_LT(max_abs_diff(from_half, expected), 2e-5 * std::sqrt(double(k) + 1));
     }
   }
@@ -519,7 +529,8 @@ TEST(PackedEncoder, PacksEveryLinearOnce) {
     ++linears;
   });
   EXPECT_EQ(linears, 6);  // projection, one shared block's 4 Linears, pooler
-  // Each distinct weight once: the projection 16x32, the block's 3*32*32 + 32*32 + 2*32*64, the pooler.
+  // Each distinct weight once: the projection 16x32, the block's 3*32*32 + 32*32 + 2*32*64, the
+  // pooler.
   EXPECT_EQ(bytes, sizeof(float) * (16 * 32 + 32 * 96 + 32 * 32 + 32 * 64 * 2 + 32 * 32));
   model.pack_weights();  // for_each_linear's mutable access dropped them
   sf::IdMatrix ids(2, 4), mask(2, 4);

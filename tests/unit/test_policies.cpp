@@ -72,7 +72,8 @@ TEST(Policies, LayerMapValidatesItsTable) {
 }
 
 template <typename Policy>
-void expect_sharing_by_address(const sf::Stack<Policy>& stack, bool share_attention, bool share_ffn) {
+void expect_sharing_by_address(const sf::Stack<Policy>& stack, bool share_attention,
+                               bool share_ffn) {
   for (Index a = 0; a < stack.n_layers(); ++a)
     for (Index b = 0; b < stack.n_layers(); ++b) {
       if (a == b) continue;

@@ -70,7 +70,8 @@ TYPED_TEST(StackTest, MatchesNaiveLoopsPostAndPreLnWithPadding) {
       const RowMatrix<T> x = random_matrix<T>(batch.tokens(), 24, 1);
       const RowMatrix<T> y = stack.forward(x, batch, 1);
       const naive::M expected = naive::stack(stack, x.template cast<double>(), batch);
-      EXPECT_LT(max_abs_diff(y, expected), tol<T>()) << sf::to_string(norm) << " " << sf::to_string(act);
+      EXPECT_LT(max_abs_diff(y, expected), tol<T>())
+          << sf::to_string(norm) << " " << sf::to_string(act);
     }
 }
 
@@ -106,7 +107,8 @@ TYPED_TEST(StackTest, ThreadCountChangesNothingBeyondRounding) {
   const auto batch = sf::Batch::padded(9, {9, 4, 7, 1});
   const RowMatrix<T> x = random_matrix<T>(batch.tokens(), 24, 5);
   const RowMatrix<T> one = stack.forward(x, batch, 1);
-  for (int threads : {2, 3}) EXPECT_LT(max_abs_diff(stack.forward(x, batch, threads), one), tol<T>());
+  for (int threads : {2, 3})
+    EXPECT_LT(max_abs_diff(stack.forward(x, batch, threads), one), tol<T>());
 }
 
 // The threading plans of Stack::forward (detail::threading_plan), each on shapes that pick it: the
@@ -126,8 +128,8 @@ TYPED_TEST(StackTest, EveryThreadingPlanMatchesOneThread) {
     Plan plan;
   };
   const std::vector<Shape> shapes = {
-      {sf::Batch::padded(g, {g, g / 2, 3, g - 1}), 2, Plan::Groups},  // 2 sequences per thread
-      {sf::Batch::padded(g + 1, {g + 1, 5, 70}), 3, Plan::Groups},   // 1 sequence per thread
+      {sf::Batch::padded(g, {g, g / 2, 3, g - 1}), 2, Plan::Groups},   // 2 sequences per thread
+      {sf::Batch::padded(g + 1, {g + 1, 5, 70}), 3, Plan::Groups},     // 1 sequence per thread
       {sf::Batch::padded(r + 5, {r + 5, r / 2, 1}), 2, Plan::Shares},  // rows cut a sequence
       {sf::Batch::uniform(1, 3 * r + 7), 3, Plan::Shares},
       {sf::Batch::from_mask(holes), 2, Plan::Shares},
@@ -140,7 +142,8 @@ TYPED_TEST(StackTest, EveryThreadingPlanMatchesOneThread) {
       const auto stack = TestFixture::make(c);
       for (const Shape& shape : shapes) {
         const sf::Batch& batch = shape.batch;
-        ASSERT_EQ(sf::detail::threading_plan(batch.batch(), batch.seq_len(), shape.threads), shape.plan)
+        ASSERT_EQ(sf::detail::threading_plan(batch.batch(), batch.seq_len(), shape.threads),
+                  shape.plan)
             << batch.batch() << " x " << batch.seq_len() << ", " << shape.threads << " threads";
         const RowMatrix<T> x = random_matrix<T>(batch.tokens(), 24, 6);
         const RowMatrix<T> one = stack.forward(x, batch, 1);
@@ -181,7 +184,8 @@ TEST(Stack, BatchSliceKeepsLengthsAndMasks) {
   EXPECT_EQ(into.seq_len(), 4);
   for (Index b = 0; b < 2; ++b) {
     EXPECT_EQ(into.length(b), holes.length(b + 1));
-    for (Index s = 0; s < 4; ++s) EXPECT_EQ(into.key_valid(b, s), holes.key_valid(b + 1, s)) << b << ", " << s;
+    for (Index s = 0; s < 4; ++s)
+      EXPECT_EQ(into.key_valid(b, s), holes.key_valid(b + 1, s)) << b << ", " << s;
   }
   holes.slice(0, 1, into);  // back to prefix keys only: the mask of sequence 0 is all ones
   EXPECT_EQ(into.batch(), 1);
@@ -191,7 +195,8 @@ TEST(Stack, BatchSliceKeepsLengthsAndMasks) {
       padded.slice(first, count, into);
       ADD_FAILURE() << "no exception for " << first << ", " << count;
     } catch (const sf::ShapeError& e) {
-      EXPECT_NE(std::string(e.what()).find("outside the batch of 4"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("outside the batch of 4"), std::string::npos)
+          << e.what();
     }
   }
 }
@@ -224,7 +229,8 @@ TEST(Stack, ForwardIsConstAndReentrant) {
       for (int i = 0; i < 50; ++i) {
         RowMatrix<float> h = x;
         shared.forward(h, batch, ws, 1 + i % 2);
-        worst[static_cast<std::size_t>(t)] = std::max(worst[static_cast<std::size_t>(t)], (h - expected).cwiseAbs().maxCoeff() + 0.0);
+        worst[static_cast<std::size_t>(t)] = std::max(worst[static_cast<std::size_t>(t)],
+                                                      (h - expected).cwiseAbs().maxCoeff() + 0.0);
       }
     });
   for (auto& th : threads) th.join();

@@ -43,7 +43,8 @@ Golden describe(const sf::io::SafetensorsFile& file) {
   g.config.d_model = std::stoll(m.at("d_model"));
   g.config.n_heads = std::stoll(m.at("n_heads"));
   g.config.d_ff = std::stoll(m.at("d_ff"));
-  g.config.activation = m.at("activation") == "relu" ? sf::Activation::Relu : sf::Activation::GeluErf;
+  g.config.activation =
+      m.at("activation") == "relu" ? sf::Activation::Relu : sf::Activation::GeluErf;
   g.config.norm = m.at("norm") == "pre" ? sf::NormPlacement::Pre : sf::NormPlacement::Post;
   g.config.eps = std::stod(m.at("eps"));
   g.config.causal = m.at("causal") == "1";
@@ -107,11 +108,14 @@ void check_parity(const std::string& path, double tolerance) {
   const auto& shape = file.info("input").shape;
   ASSERT_EQ(shape.size(), 3u);
   const Index batch = shape[0], seq_len = shape[1];
-  const auto batch_layout = sf::Batch::padded(seq_len, std::vector<Index>(lengths.begin(), lengths.end()));
+  const auto batch_layout =
+      sf::Batch::padded(seq_len, std::vector<Index>(lengths.begin(), lengths.end()));
   const auto in = file.values<double>("input");
   const auto out = file.values<double>("output");
-  const RowMatrix<double> x = Eigen::Map<const RowMatrix<double>>(in.data(), batch * seq_len, g.config.d_model);
-  const RowMatrix<double> expected = Eigen::Map<const RowMatrix<double>>(out.data(), batch * seq_len, g.config.d_model);
+  const RowMatrix<double> x =
+      Eigen::Map<const RowMatrix<double>>(in.data(), batch * seq_len, g.config.d_model);
+  const RowMatrix<double> expected =
+      Eigen::Map<const RowMatrix<double>>(out.data(), batch * seq_len, g.config.d_model);
 
   for (int threads : {1, 2}) {
     const RowMatrix<T> y = stack.forward(x.cast<T>(), batch_layout, threads);

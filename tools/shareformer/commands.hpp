@@ -26,7 +26,8 @@ inline void add_weights_option(CLI::App* sub, std::string& weights, std::size_t 
   sub->add_option("--weights", weights,
                   "Weight storage: float (each weight also kept packed in the order the product "
                   "kernel streams it: twice the bytes), bf16 (every weight rounded to bfloat16; "
-                  "products over at most " + std::to_string(bf16_max_rows) +
+                  "products over at most " +
+                      std::to_string(bf16_max_rows) +
                       " tokens stream a packed bfloat16 copy, half the bytes; 2.5 times the bytes "
                       "in all), bf16dot (bfloat16 products with float sums: weights and each "
                       "product's input rounded to bfloat16, on AVX512-BF16 dot products; a "
@@ -43,9 +44,10 @@ template <typename Model>
 void apply_weights_option(Model& model, const std::string& weights) {
   if (weights == "bf16dot") {
     if (!ops::has_bf16_dot)
-      throw UsageError("--weights bf16dot: this binary was built without AVX512-BF16 instructions "
-                       "(build it with -march=native on a CPU that has them, e.g. cmake --preset "
-                       "release)");
+      throw UsageError(
+          "--weights bf16dot: this binary was built without AVX512-BF16 instructions "
+          "(build it with -march=native on a CPU that has them, e.g. cmake --preset "
+          "release)");
     model.use_bf16_products();
     return;
   }
@@ -59,7 +61,6 @@ inline double weight_copies(const std::string& weights) {
   if (weights == "bf16dot") return 1.5;
   return weights == "bf16" ? 2.5 : 2.0;
 }
-
 
 /// The subcommands. `add` registers the subcommand and its options on `app` (the options bind to
 /// the command object, which must outlive parsing); `run` executes it and returns the exit status.

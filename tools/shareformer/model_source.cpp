@@ -16,14 +16,10 @@ namespace fs = std::filesystem;
 
 const char* to_string(SourceKind kind) {
   switch (kind) {
-    case SourceKind::Preset:
-      return "preset";
-    case SourceKind::ConfigJson:
-      return "config.json";
-    case SourceKind::HfDirectory:
-      return "huggingface";
-    case SourceKind::ModelFile:
-      return "shareformer";
+    case SourceKind::Preset: return "preset";
+    case SourceKind::ConfigJson: return "config.json";
+    case SourceKind::HfDirectory: return "huggingface";
+    case SourceKind::ModelFile: return "shareformer";
   }
   return "?";
 }

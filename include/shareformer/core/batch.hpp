@@ -13,7 +13,8 @@
 namespace shareformer {
 
 /// The layout of `batch` sequences of `seq_len` rows each in a (batch * seq_len, d_model) matrix,
-/// with the valid keys of each sequence: a prefix of `length(b)` positions, or an arbitrary 0/1 mask.
+/// with the valid keys of each sequence: a prefix of `length(b)` positions, or an arbitrary 0/1
+/// mask.
 class Batch {
  public:
   /// `batch` sequences, all `seq_len` long (no padding). Throws ShapeError on a size < 1.
@@ -23,15 +24,16 @@ class Batch {
     return Batch(seq_len, std::vector<Index>(static_cast<std::size_t>(batch), seq_len), {});
   }
 
-  /// Sequences padded to `seq_len`, sequence b holding `lengths[b]` valid tokens followed by padding.
-  /// Throws ShapeError when there is no sequence or a length is 0 or above seq_len.
+  /// Sequences padded to `seq_len`, sequence b holding `lengths[b]` valid tokens followed by
+  /// padding. Throws ShapeError when there is no sequence or a length is 0 or above seq_len.
   static Batch padded(Index seq_len, std::vector<Index> lengths) {
     check_positive("seq_len", seq_len);
     if (lengths.empty()) throw ShapeError("Batch: no sequence (lengths is empty)");
     for (std::size_t b = 0; b < lengths.size(); ++b) {
       if (lengths[b] < 1 || lengths[b] > seq_len)
         throw ShapeError("Batch: length of sequence " + std::to_string(b) + " is " +
-                         detail::to_string(lengths[b]) + ", expected 1.." + detail::to_string(seq_len));
+                         detail::to_string(lengths[b]) + ", expected 1.." +
+                         detail::to_string(seq_len));
     }
     return Batch(seq_len, std::move(lengths), {});
   }
@@ -74,7 +76,9 @@ class Batch {
       throw ShapeError("Batch: slice of " + detail::to_string(count) + " sequence(s) from " +
                        detail::to_string(first) + " is outside the batch of " +
                        detail::to_string(batch()));
-    const auto at = [](const auto& v, Index i) { return v.begin() + static_cast<std::ptrdiff_t>(i); };
+    const auto at = [](const auto& v, Index i) {
+      return v.begin() + static_cast<std::ptrdiff_t>(i);
+    };
     out.seq_len_ = seq_len_;
     out.lengths_.assign(at(lengths_, first), at(lengths_, first + count));
     if (keys_.empty())

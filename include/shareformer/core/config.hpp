@@ -35,9 +35,9 @@ inline const char* to_string(NormPlacement p) { return p == NormPlacement::Post 
 
 /// Hyper-parameters of one transformer block (attention + FFN sub-layers).
 struct BlockConfig {
-  Index d_model = 512;   ///< hidden size
-  Index n_heads = 8;     ///< attention heads; d_head = d_model / n_heads
-  Index d_ff = 2048;     ///< inner size of the feed-forward sub-layer
+  Index d_model = 512;  ///< hidden size
+  Index n_heads = 8;    ///< attention heads; d_head = d_model / n_heads
+  Index d_ff = 2048;    ///< inner size of the feed-forward sub-layer
   Activation activation = Activation::GeluErf;
   NormPlacement norm = NormPlacement::Post;
   double eps = 1e-5;       ///< LayerNorm epsilon
@@ -58,7 +58,8 @@ struct BlockConfig {
     if (d_model % n_heads != 0)
       throw ConfigError("MultiHeadAttention: d_model (" + detail::to_string(d_model) +
                         ") is not divisible by n_heads (" + detail::to_string(n_heads) + ")");
-    if (!(eps > 0.0)) throw ConfigError("BlockConfig: eps must be positive, got " + std::to_string(eps));
+    if (!(eps > 0.0))
+      throw ConfigError("BlockConfig: eps must be positive, got " + std::to_string(eps));
   }
 
   /// Whether the stack built from this config ends with its own LayerNorm.

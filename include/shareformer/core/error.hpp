@@ -7,7 +7,8 @@
 
 namespace shareformer {
 
-/// Base of every exception the library throws; `what()` says where, what was expected and what came.
+/// Base of every exception the library throws; `what()` says where, what was expected and what
+/// came.
 class Error : public std::runtime_error {
  public:
   explicit Error(const std::string& message) : std::runtime_error(message) {}

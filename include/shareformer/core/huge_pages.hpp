@@ -111,7 +111,8 @@ class HugePageAllocator {
     char* const aligned = first + (round_up(at, huge_page_bytes) - at);
     if (aligned != first) munmap(first, static_cast<std::size_t>(aligned - first));
     char* const end = first + length + huge_page_bytes;
-    if (aligned + length != end) munmap(aligned + length, static_cast<std::size_t>(end - aligned - length));
+    if (aligned + length != end)
+      munmap(aligned + length, static_cast<std::size_t>(end - aligned - length));
     // Advice only: if the kernel refuses it (transparent huge pages off), the pages are 4 KiB.
     (void)madvise(aligned, bytes / huge_page_bytes * huge_page_bytes, MADV_HUGEPAGE);
     return aligned;

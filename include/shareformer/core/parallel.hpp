@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
-// Thread-count resolution and a static parallel-for over a range of work items (OpenMP when present).
+// Thread-count resolution and a static parallel-for over a range of work items (OpenMP when
+// present).
 #pragma once
 
 #include <shareformer/core/types.hpp>
@@ -79,14 +80,16 @@ void parallel_chunks(Index count, Index grain, int threads, Body&& body) {
 template <typename Body>
 void parallel_rows(Index rows, Index cols, int threads, Body&& body) {
   const Index min_rows = std::max<Index>(1, 32768 / std::max<Index>(cols, 1));
-  const int useful = static_cast<int>(std::min<Index>(threads, std::max<Index>(1, rows / min_rows)));
+  const int useful =
+      static_cast<int>(std::min<Index>(threads, std::max<Index>(1, rows / min_rows)));
   parallel_chunks(rows, 1, useful, [&](Index begin, Index end, int) { body(begin, end); });
 }
 
 /// Calls body(item, thread) for each item in [0, count), items dealt round-robin to `threads`.
 /// The deal is static so that a thread gets the same items every call: after one call of a given
 /// shape, each thread's scratch is sized for its items and later calls allocate nothing. If a
-/// body throws, the other items still run and the first exception is rethrown on the calling thread.
+/// body throws, the other items still run and the first exception is rethrown on the calling
+/// thread.
 template <typename Body>
 void parallel_items(Index count, int threads, Body&& body) {
   const int n = static_cast<int>(std::min<Index>(std::max(threads, 1), std::max<Index>(count, 1)));
@@ -160,7 +163,8 @@ enum class ThreadPlan {
 /// the weights.
 inline ThreadPlan threading_plan(Index sequences, Index seq_len, int threads) {
   if (threads < 2) return ThreadPlan::Steps;
-  if (sequences % threads == 0 && sequences / threads * seq_len >= group_min_tokens) return ThreadPlan::Groups;
+  if (sequences % threads == 0 && sequences / threads * seq_len >= group_min_tokens)
+    return ThreadPlan::Groups;
   return sequences * seq_len >= threads * share_min_rows ? ThreadPlan::Shares : ThreadPlan::Steps;
 }
 

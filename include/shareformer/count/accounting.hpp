@@ -2,8 +2,9 @@
 // Analytic accounting: parameters, weight bytes and FLOPs of blocks and stacks, per component.
 //
 // Parameters (d = d_model, f = d_ff):
-//   attention sub-layer: 4 d^2 + 4 d (fused QKV d x 3d + 3d, output d x d + d) + 2 d (its LayerNorm)
-//   FFN sub-layer:       2 d f + f + d (two Linears)                            + 2 d (its LayerNorm)
+//   attention sub-layer: 4 d^2 + 4 d (fused QKV d x 3d + 3d, output d x d + d)
+//                        + 2 d (its LayerNorm)
+//   FFN sub-layer:       2 d f + f + d (two Linears) + 2 d (its LayerNorm)
 //   a pre-LN stack with a final LayerNorm adds 2 d.
 // A stack counts each distinct sub-layer once (unique parameters) and, "as if unshared", once per
 // layer; sharing changes the first, never the FLOPs.
@@ -95,7 +96,8 @@ inline FlopCount layer_flops(const BlockConfig& c, Index batch, Index seq_len) {
 inline FlopCount forward_flops(const BlockConfig& c, Index n_layers, Index batch, Index seq_len) {
   const FlopCount layer = layer_flops(c, batch, seq_len);
   FlopCount flops{layer.matmul * n_layers, layer.elementwise * n_layers};
-  if (c.has_final_norm()) flops.elementwise += 5 * static_cast<std::int64_t>(batch) * seq_len * c.d_model;
+  if (c.has_final_norm())
+    flops.elementwise += 5 * static_cast<std::int64_t>(batch) * seq_len * c.d_model;
   return flops;
 }
 

@@ -39,12 +39,9 @@ inline Activation parse_hidden_act(const std::string& name,
 /// The `hidden_act` name Hugging Face uses for `a` ("gelu", "gelu_new", "relu").
 inline const char* hf_hidden_act(Activation a) {
   switch (a) {
-    case Activation::GeluErf:
-      return "gelu";
-    case Activation::GeluTanh:
-      return "gelu_new";
-    case Activation::Relu:
-      return "relu";
+    case Activation::GeluErf: return "gelu";
+    case Activation::GeluTanh: return "gelu_new";
+    case Activation::Relu: return "relu";
   }
   return "?";
 }

@@ -224,24 +224,15 @@ template <typename F>
 bool visit_integer(Dtype dtype, F&& f) {
   switch (dtype) {
     case Dtype::Bool:
-    case Dtype::U8:
-      return f(std::uint8_t{}), true;
-    case Dtype::I8:
-      return f(std::int8_t{}), true;
-    case Dtype::U16:
-      return f(std::uint16_t{}), true;
-    case Dtype::I16:
-      return f(std::int16_t{}), true;
-    case Dtype::U32:
-      return f(std::uint32_t{}), true;
-    case Dtype::I32:
-      return f(std::int32_t{}), true;
-    case Dtype::U64:
-      return f(std::uint64_t{}), true;
-    case Dtype::I64:
-      return f(std::int64_t{}), true;
-    default:
-      return false;
+    case Dtype::U8: return f(std::uint8_t{}), true;
+    case Dtype::I8: return f(std::int8_t{}), true;
+    case Dtype::U16: return f(std::uint16_t{}), true;
+    case Dtype::I16: return f(std::int16_t{}), true;
+    case Dtype::U32: return f(std::uint32_t{}), true;
+    case Dtype::I32: return f(std::int32_t{}), true;
+    case Dtype::U64: return f(std::uint64_t{}), true;
+    case Dtype::I64: return f(std::int64_t{}), true;
+    default: return false;
   }
 }
 
@@ -508,20 +499,13 @@ class SafetensorsFile {
         return [to_float](auto v, std::size_t) { return static_cast<T>(to_float(v)); };
       };
       switch (t.dtype) {
-        case Dtype::F64:
-          return each(double{}, cast);
-        case Dtype::F32:
-          return each(float{}, cast);
-        case Dtype::F16:
-          return each(std::uint16_t{}, via(half_to_float));
-        case Dtype::BF16:
-          return each(std::uint16_t{}, via(bfloat16_to_float));
-        case Dtype::F8E4M3:
-          return each(std::uint8_t{}, via(float8_e4m3_to_float));
-        case Dtype::F8E5M2:
-          return each(std::uint8_t{}, via(float8_e5m2_to_float));
-        default:
-          return mismatch();
+        case Dtype::F64: return each(double{}, cast);
+        case Dtype::F32: return each(float{}, cast);
+        case Dtype::F16: return each(std::uint16_t{}, via(half_to_float));
+        case Dtype::BF16: return each(std::uint16_t{}, via(bfloat16_to_float));
+        case Dtype::F8E4M3: return each(std::uint8_t{}, via(float8_e4m3_to_float));
+        case Dtype::F8E5M2: return each(std::uint8_t{}, via(float8_e5m2_to_float));
+        default: return mismatch();
       }
     } else {
       const auto checked = [&](auto v, std::size_t i) {

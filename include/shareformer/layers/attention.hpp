@@ -110,7 +110,8 @@ void residual_sublayer(NormPlacement placement, const LayerNorm<T>& norm, Matrix
 template <typename T, typename Branch>
 void residual_sublayer(NormPlacement placement, const LayerNorm<T>& norm, MatrixRef<T> h,
                        Workspace<T>& ws, int threads, Branch&& branch) {
-  if (ws.normed.rows() != h.rows() || ws.normed.cols() != h.cols()) ws.normed.resize(h.rows(), h.cols());
+  if (ws.normed.rows() != h.rows() || ws.normed.cols() != h.cols())
+    ws.normed.resize(h.rows(), h.cols());
   residual_sublayer<T>(placement, norm, h, ws.normed, threads, branch);
 }
 }  // namespace detail
@@ -134,19 +135,22 @@ class AttentionSublayer {
 
   /// Applies the sub-layer in place on h (batch.tokens(), d_model).
   void forward(MatrixRef<T> h, const Batch& batch, Workspace<T>& ws, int threads) const {
-    detail::residual_sublayer<T>(placement_, norm_, h, ws, threads,
-                                 [&](ConstMatrixRef<T> in, ConstMatrixRef<T> residual, MatrixRef<T> out) {
-                                   attention_.forward_residual(in, batch, residual, out, ws, threads);
-                                 });
+    detail::residual_sublayer<T>(
+        placement_, norm_, h, ws, threads,
+        [&](ConstMatrixRef<T> in, ConstMatrixRef<T> residual, MatrixRef<T> out) {
+          attention_.forward_residual(in, batch, residual, out, ws, threads);
+        });
   }
 
   /// One thread's share of forward (see RowShare): h is the whole (batch.tokens(), d_model)
   /// activation, of which the thread updates its rows; ws is the forward's workspace (prepared).
-  void forward(MatrixRef<T> h, const Batch& batch, Workspace<T>& ws, const RowShare<T>& share) const {
-    detail::residual_sublayer<T>(placement_, norm_, share.of(h), share.of(ws.normed), 1,
-                                 [&](ConstMatrixRef<T> in, ConstMatrixRef<T> residual, MatrixRef<T> out) {
-                                   attention_.forward_residual(in, batch, residual, out, ws, share);
-                                 });
+  void forward(MatrixRef<T> h, const Batch& batch, Workspace<T>& ws,
+               const RowShare<T>& share) const {
+    detail::residual_sublayer<T>(
+        placement_, norm_, share.of(h), share.of(ws.normed), 1,
+        [&](ConstMatrixRef<T> in, ConstMatrixRef<T> residual, MatrixRef<T> out) {
+          attention_.forward_residual(in, batch, residual, out, ws, share);
+        });
   }
 
   /// Calls f on each Linear.

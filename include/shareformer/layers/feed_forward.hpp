@@ -19,7 +19,9 @@ class FeedForward {
   FeedForward() = default;
   /// Zero weights. Throws ConfigError when c is invalid.
   explicit FeedForward(const BlockConfig& c)
-      : in_((c.validate(), c.d_model), c.d_ff), out_(c.d_ff, c.d_model), activation_(c.activation) {}
+      : in_((c.validate(), c.d_model), c.d_ff),
+        out_(c.d_ff, c.d_model),
+        activation_(c.activation) {}
 
   Index d_model() const { return in_.in_features(); }
   Index d_ff() const { return in_.out_features(); }
@@ -48,7 +50,8 @@ class FeedForward {
     out_.forward_residual(inner, residual, y, 1, share.own->gemm);
   }
   /// y += FFN(x). x, y (tokens, d_model), distinct.
-  void forward_accumulate(ConstMatrixRef<T> x, MatrixRef<T> y, Workspace<T>& ws, int threads) const {
+  void forward_accumulate(ConstMatrixRef<T> x, MatrixRef<T> y, Workspace<T>& ws,
+                          int threads) const {
     forward_residual(x, y, y, ws, threads);
   }
 
@@ -82,7 +85,8 @@ template <typename T>
 class FfnSublayer {
  public:
   FfnSublayer() = default;
-  explicit FfnSublayer(const BlockConfig& c) : ffn_(c), norm_(c.d_model, c.eps), placement_(c.norm) {}
+  explicit FfnSublayer(const BlockConfig& c)
+      : ffn_(c), norm_(c.d_model, c.eps), placement_(c.norm) {}
 
   Index parameter_count() const { return ffn_.parameter_count() + norm_.parameter_count(); }
   NormPlacement placement() const { return placement_; }
@@ -94,19 +98,21 @@ class FfnSublayer {
 
   /// Applies the sub-layer in place on h (tokens, d_model).
   void forward(MatrixRef<T> h, Workspace<T>& ws, int threads) const {
-    detail::residual_sublayer<T>(placement_, norm_, h, ws, threads,
-                                 [&](ConstMatrixRef<T> in, ConstMatrixRef<T> residual, MatrixRef<T> out) {
-                                   ffn_.forward_residual(in, residual, out, ws, threads);
-                                 });
+    detail::residual_sublayer<T>(
+        placement_, norm_, h, ws, threads,
+        [&](ConstMatrixRef<T> in, ConstMatrixRef<T> residual, MatrixRef<T> out) {
+          ffn_.forward_residual(in, residual, out, ws, threads);
+        });
   }
 
   /// One thread's share of forward (see RowShare): the thread updates its rows of h, reading no
   /// other row.
   void forward(MatrixRef<T> h, Workspace<T>& ws, const RowShare<T>& share) const {
-    detail::residual_sublayer<T>(placement_, norm_, share.of(h), share.of(ws.normed), 1,
-                                 [&](ConstMatrixRef<T> in, ConstMatrixRef<T> residual, MatrixRef<T> out) {
-                                   ffn_.forward_residual(in, residual, out, ws, share);
-                                 });
+    detail::residual_sublayer<T>(
+        placement_, norm_, share.of(h), share.of(ws.normed), 1,
+        [&](ConstMatrixRef<T> in, ConstMatrixRef<T> residual, MatrixRef<T> out) {
+          ffn_.forward_residual(in, residual, out, ws, share);
+        });
   }
 
   /// Calls f on each Linear.

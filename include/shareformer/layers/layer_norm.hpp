@@ -16,11 +16,14 @@ class LayerNorm {
   LayerNorm() = default;
   /// gamma = 1, beta = 0. Throws ConfigError on d < 1 or eps <= 0.
   LayerNorm(Index d, double eps)
-      : gamma_(RowVector<T>::Ones(d > 0 ? d : throw ConfigError("LayerNorm: size must be positive, got " +
-                                                                 detail::to_string(d)))),
+      : gamma_(RowVector<T>::Ones(d > 0
+                                      ? d
+                                      : throw ConfigError("LayerNorm: size must be positive, got " +
+                                                          detail::to_string(d)))),
         beta_(RowVector<T>::Zero(d)),
         eps_(eps > 0.0 ? static_cast<T>(eps)
-                       : throw ConfigError("LayerNorm: eps must be positive, got " + std::to_string(eps))) {}
+                       : throw ConfigError("LayerNorm: eps must be positive, got " +
+                                           std::to_string(eps))) {}
 
   Index size() const { return gamma_.size(); }
   Index parameter_count() const { return gamma_.size() + beta_.size(); }

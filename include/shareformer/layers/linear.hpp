@@ -14,7 +14,8 @@
 namespace shareformer {
 
 namespace detail {
-/// Fills m with N(0, stddev^2) draws from rng (deterministic for a given seed and standard library).
+/// Fills m with N(0, stddev^2) draws from rng (deterministic for a given seed and standard
+/// library).
 template <typename Derived, typename Rng>
 void fill_normal(Eigen::MatrixBase<Derived>& m, Rng& rng, double stddev) {
   std::normal_distribution<double> normal(0.0, stddev);
@@ -101,7 +102,9 @@ class Linear {
 
   /// bfloat16 elements of scratch (ops::GemmScratch::bf16_rows) a forward over `rows` rows
   /// needs: its input rounded to bfloat16 under use_bf16_products, else none.
-  Index bf16_scratch(Index rows) const { return packed_dot_.empty() ? 0 : rows * 2 * packed_dot_.pairs(); }
+  Index bf16_scratch(Index rows) const {
+    return packed_dot_.empty() ? 0 : rows * 2 * packed_dot_.pairs();
+  }
 
   /// Bytes of the packed copies (pack_weights, use_bf16_weights, use_bf16_products), on top of
   /// the weight itself.
@@ -110,7 +113,8 @@ class Linear {
   }
 
   /// y = x W + b. x (rows, in), y (rows, out); scratch holds the GEMM's packing buffers.
-  void forward(ConstMatrixRef<T> x, MatrixRef<T> y, int threads, ops::GemmScratch<T>& scratch) const {
+  void forward(ConstMatrixRef<T> x, MatrixRef<T> y, int threads,
+               ops::GemmScratch<T>& scratch) const {
     with_weights(x, [&](const auto& w) { ops::linear<T>(x, w, bias_, y, threads, scratch); });
   }
   /// y = x W + b with temporary packing buffers (allocates; the hot path passes a scratch).
@@ -174,9 +178,9 @@ class Linear {
 
   RowMatrix<T> weight_;
   RowVector<T> bias_;
-  ops::PackedMatrix<T> packed_;                          // empty unless pack_weights()
+  ops::PackedMatrix<T> packed_;                        // empty unless pack_weights()
   ops::PackedMatrix<T, Eigen::bfloat16> packed_bf16_;  // empty unless use_bf16_weights()
-  ops::Bf16PairMatrix packed_dot_;                       // empty unless use_bf16_products()
+  ops::Bf16PairMatrix packed_dot_;                     // empty unless use_bf16_products()
 };
 
 }  // namespace shareformer

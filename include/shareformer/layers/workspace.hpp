@@ -32,10 +32,10 @@ class Workspace {
     while (group_batches.size() < n) group_batches.push_back(Batch::uniform(1, 1));
   }
 
-  RowMatrix<T> qkv;      ///< (tokens, 3 * d_model): fused Q | K | V
-  RowMatrix<T> context;  ///< (tokens, d_model): attention output before its projection
-  RowMatrix<T> normed;   ///< (tokens, d_model): pre-LN input of a sub-layer
-  RowMatrix<T> inner;    ///< (tokens, d_ff): FFN hidden activations
+  RowMatrix<T> qkv;                  ///< (tokens, 3 * d_model): fused Q | K | V
+  RowMatrix<T> context;              ///< (tokens, d_model): attention output before its projection
+  RowMatrix<T> normed;               ///< (tokens, d_model): pre-LN input of a sub-layer
+  RowMatrix<T> inner;                ///< (tokens, d_ff): FFN hidden activations
   std::vector<RowMatrix<T>> scores;  ///< per thread: (seq_len, seq_len) scores, then K^T
   ops::GemmScratch<T> gemm;          ///< per-thread GEMM packing buffers
   std::vector<Workspace> group_workspaces;  ///< one per group of sequences run on its own thread
@@ -60,7 +60,9 @@ struct RowShare {
   Index rows() const { return end - begin; }
   /// This thread's rows of m.
   template <typename M>
-  auto of(M& m) const { return m.middleRows(begin, rows()); }
+  auto of(M& m) const {
+    return m.middleRows(begin, rows());
+  }
 };
 
 }  // namespace shareformer

@@ -41,7 +41,9 @@ class Stack {
   /// n_layers layers with zero weights (LayerNorm gains 1). Throws ConfigError on an invalid config
   /// or a policy that cannot lay out n_layers.
   Stack(const BlockConfig& config, Index n_layers, Policy policy = Policy{})
-      : config_((config.validate(), config)), policy_(std::move(policy)), plan_(policy_.plan(n_layers)),
+      : config_((config.validate(), config)),
+        policy_(std::move(policy)),
+        plan_(policy_.plan(n_layers)),
         attention_(static_cast<std::size_t>(plan_.attention_slots), AttentionSublayer<T>(config_)),
         ffn_(static_cast<std::size_t>(plan_.ffn_slots), FfnSublayer<T>(config_)) {
     if (config_.has_final_norm()) final_norm_ = LayerNorm<T>(config_.d_model, config_.eps);
@@ -53,8 +55,12 @@ class Stack {
   Index n_layers() const { return plan_.n_layers(); }
 
   /// The attention / FFN sub-layer that layer l runs (the same object for layers sharing it).
-  const AttentionSublayer<T>& attention(Index layer) const { return attention_.at(slot(plan_.attention, layer)); }
-  AttentionSublayer<T>& attention(Index layer) { return attention_.at(slot(plan_.attention, layer)); }
+  const AttentionSublayer<T>& attention(Index layer) const {
+    return attention_.at(slot(plan_.attention, layer));
+  }
+  AttentionSublayer<T>& attention(Index layer) {
+    return attention_.at(slot(plan_.attention, layer));
+  }
   const FfnSublayer<T>& ffn(Index layer) const { return ffn_.at(slot(plan_.ffn, layer)); }
   FfnSublayer<T>& ffn(Index layer) { return ffn_.at(slot(plan_.ffn, layer)); }
 
@@ -141,8 +147,8 @@ class Stack {
     for_each_linear([](Linear<T>& linear) { linear.use_bf16_products(); });
   }
 
-  /// Random weights N(0, stddev^2) (biases and LayerNorm perturbations too, with their own spreads),
-  /// deterministic for a seed: every distinct sub-layer drawn once, in slot order.
+  /// Random weights N(0, stddev^2) (biases and LayerNorm perturbations too, with their own
+  /// spreads), deterministic for a seed: every distinct sub-layer drawn once, in slot order.
   void randomize(std::uint64_t seed, double stddev = 0.02, double bias_stddev = 0.02,
                  double norm_stddev = 0.0) {
     std::mt19937_64 rng(seed);
@@ -175,7 +181,8 @@ class Stack {
   // asked, its threads own more rows and grow their bfloat16 buffer themselves: still correct.)
   void forward_shares(MatrixRef<T> h, const Batch& batch, Workspace<T>& ws, int threads) const {
     const Index tokens = batch.tokens(), unit = ops::detail::small_gemm_rows;
-    const Index units = (tokens + unit - 1) / unit, most_rows = (units + threads - 1) / threads * unit;
+    const Index units = (tokens + unit - 1) / unit,
+                most_rows = (units + threads - 1) / threads * unit;
     Index bf16_rows = 0;
     for_each_linear([&](const Linear<T>& linear) {
       bf16_rows = std::max(bf16_rows, linear.bf16_scratch(most_rows));

@@ -23,9 +23,7 @@ void activate_rows(Activation activation, MatrixRef<T> x) {
     case Activation::GeluTanh:
       a = T(0.5) * a * (T(1) + (T(0.79788456080286535588) * (a + T(0.044715) * a.cube())).tanh());
       break;
-    case Activation::Relu:
-      a = a.max(T(0));
-      break;
+    case Activation::Relu: a = a.max(T(0)); break;
   }
 }
 }  // namespace detail

@@ -31,7 +31,8 @@ inline Index attended_keys(const Batch& batch, Index b) {
 /// shape differs.
 template <typename T>
 void size_attention_buffer(RowMatrix<T>& buffer, Index seq_len, Index d_head) {
-  if (buffer.rows() != seq_len + 2 * d_head || buffer.cols() != seq_len) buffer.resize(seq_len + 2 * d_head, seq_len);
+  if (buffer.rows() != seq_len + 2 * d_head || buffer.cols() != seq_len)
+    buffer.resize(seq_len + 2 * d_head, seq_len);
 }
 
 /// Rows [q0, q1) (positions within the sequence) of head h's context for sequence b, written into
@@ -53,7 +54,7 @@ void attention_head(ConstMatrixRef<T> qkv, const Batch& batch, Index b, Index h,
   const auto v = qkv.block(row0, 2 * d_model + h * d_head, n_keys, d_head);
   const Index ld = buffer.outerStride();
   T* kt = buffer.data() + seq_len * ld;  // K^T (d_head, n_keys), packed
-  T* vp = kt + d_head * ld;               // V (n_keys, d_head), packed
+  T* vp = kt + d_head * ld;              // V (n_keys, d_head), packed
   pack_panels<T>(k.transpose(), kt);
   auto s = buffer.block(0, 0, rows, n_keys);  // (rows, n_keys), written from zero
   packed_gemm_block<T>(rows, d_head, q.data(), qkv.outerStride(), kt, n_keys, s.data(), ld,
@@ -63,7 +64,8 @@ void attention_head(ConstMatrixRef<T> qkv, const Batch& batch, Index b, Index h,
     auto row = s.row(i);
     if (batch.has_key_mask()) {
       for (Index j = 0; j < n_keys; ++j)
-        if (!batch.key_valid(b, j) || (causal && j > query)) row(j) = -std::numeric_limits<T>::infinity();
+        if (!batch.key_valid(b, j) || (causal && j > query))
+          row(j) = -std::numeric_limits<T>::infinity();
       const T max = row.maxCoeff();
       if (max == -std::numeric_limits<T>::infinity()) {
         row.setZero();
@@ -83,8 +85,8 @@ void attention_head(ConstMatrixRef<T> qkv, const Batch& batch, Index b, Index h,
 }  // namespace detail
 
 /// ctx = softmax(Q K^T / sqrt(d_head) + mask) V for each sequence and head.
-/// qkv: (tokens, 3 * d_model) = [Q | K | V], head h in columns [h * d_head, (h + 1) * d_head) of each.
-/// ctx: (tokens, d_model), overwritten. scratch: one (seq_len + 2 d_head, seq_len) matrix per
+/// qkv: (tokens, 3 * d_model) = [Q | K | V], head h in columns [h * d_head, (h + 1) * d_head) of
+/// each. ctx: (tokens, d_model), overwritten. scratch: one (seq_len + 2 d_head, seq_len) matrix per
 /// thread, the scores above one head's packed K^T and V (resized here only when its shape
 /// differs). Padding keys get weight 0; padded query rows are computed like the others; a query
 /// with no valid key gets a zero context.
@@ -100,11 +102,12 @@ void attention(ConstMatrixRef<T> qkv, const Batch& batch, Index n_heads, bool ca
                MatrixRef<T> ctx, std::vector<RowMatrix<T>>& scratch, int threads) {
   const Index seq_len = batch.seq_len(), d_head = ctx.cols() / n_heads;
   const int n_threads = std::max(1, threads);
-  if (static_cast<int>(scratch.size()) < n_threads) scratch.resize(static_cast<std::size_t>(n_threads));
+  if (static_cast<int>(scratch.size()) < n_threads)
+    scratch.resize(static_cast<std::size_t>(n_threads));
   for (auto& m : scratch) detail::size_attention_buffer(m, seq_len, d_head);
   shareformer::detail::parallel_items(batch.batch() * n_heads, n_threads, [&](Index item, int t) {
-    detail::attention_head<T>(qkv, batch, item / n_heads, item % n_heads, 0, seq_len, d_head, causal,
-                              ctx, scratch[static_cast<std::size_t>(t)]);
+    detail::attention_head<T>(qkv, batch, item / n_heads, item % n_heads, 0, seq_len, d_head,
+                              causal, ctx, scratch[static_cast<std::size_t>(t)]);
   });
 }
 

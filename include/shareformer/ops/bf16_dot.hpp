@@ -52,7 +52,8 @@ class Bf16PairMatrix {
       Eigen::bfloat16* panel = data_.data() + j * pairs_ * 2;
       for (Index p = 0; p < rows_; ++p)
         for (Index c = 0; c < w; ++c)
-          panel[(p / 2) * stride * 2 + c * 2 + p % 2] = Eigen::bfloat16(static_cast<float>(m(p, j + c)));
+          panel[(p / 2) * stride * 2 + c * 2 + p % 2] =
+              Eigen::bfloat16(static_cast<float>(m(p, j + c)));
     }
   }
 
@@ -78,7 +79,8 @@ class Bf16PairMatrix {
     Index j = 0;
     while (j + panel_width(j) <= c) j += panel_width(j);
     const Index stride = padded(panel_width(j));
-    return data_[static_cast<std::size_t>(j * pairs_ * 2 + (r / 2) * stride * 2 + (c - j) * 2 + r % 2)];
+    return data_[static_cast<std::size_t>(j * pairs_ * 2 + (r / 2) * stride * 2 + (c - j) * 2 +
+                                          r % 2)];
   }
 
  private:
@@ -153,7 +155,8 @@ EIGEN_ALWAYS_INLINE void dot_tile(Index pairs, const Eigen::bfloat16* a, Index l
       else if (start.bias == nullptr)
         acc[i][j] = _mm512_maskz_loadu_ps(mask, start.c0 + i * start.ld + 16 * j);
       else
-        acc[i][j] = _mm512_add_ps(_mm512_maskz_loadu_ps(mask, start.c0 + i * start.ld + 16 * j), bias);
+        acc[i][j] =
+            _mm512_add_ps(_mm512_maskz_loadu_ps(mask, start.c0 + i * start.ld + 16 * j), bias);
     });
   });
   SpreadPrefetch spread(next, pairs);
@@ -177,7 +180,8 @@ EIGEN_ALWAYS_INLINE void dot_tile(Index pairs, const Eigen::bfloat16* a, Index l
   }
   unrolled<MR>([&](auto i) {
     unrolled<NR>([&](auto j) {
-      _mm512_mask_storeu_ps(c + i * ldc + 16 * j, j == NR - 1 ? last : __mmask16(0xFFFF), acc[i][j]);
+      _mm512_mask_storeu_ps(c + i * ldc + 16 * j, j == NR - 1 ? last : __mmask16(0xFFFF),
+                            acc[i][j]);
     });
   });
 }
@@ -199,8 +203,8 @@ void dot_panel(Index m, Index pairs, const Eigen::bfloat16* a, Index lda, const 
     if (i == 0)
       dot_tile<mr, NR, true>(pairs, a, lda, b, ldb, c, ldc, start, last, share);
     else
-      dot_tile<mr, NR, false>(pairs, a + i * lda, lda, b, ldb, c + i * ldc, ldc, start.at(i, 0), last,
-                              share);
+      dot_tile<mr, NR, false>(pairs, a + i * lda, lda, b, ldb, c + i * ldc, ldc, start.at(i, 0),
+                              last, share);
   }
   a += i * lda;
   c += i * ldc;
@@ -238,13 +242,16 @@ void bf16_dot_panels(Index m, const Eigen::bfloat16* abf, const Bf16PairMatrix& 
       const bool l1 = prefetch_into_l1(m, dot_tile_rows);
       for (Index q0 = 0; q0 < pairs; q0 += pass) {
         const Index qc = std::min(pass, pairs - q0);
-        const GemmStart<float> from = (q0 == 0 ? start : GemmStart<float>{c, ldc, nullptr}).at(0, j);
+        const GemmStart<float> from =
+            (q0 == 0 ? start : GemmStart<float>{c, ldc, nullptr}).at(0, j);
         NextBlock next = next_pair_block(b, j, q0, pass, col_end);
         next.l1 = l1;
         if (w == Bf16PairMatrix::full_panel)
-          dot_panel<3>(m, qc, abf + 2 * q0, lda, panel + q0 * ldb, ldb, c + j, ldc, from, last, next);
+          dot_panel<3>(m, qc, abf + 2 * q0, lda, panel + q0 * ldb, ldb, c + j, ldc, from, last,
+                       next);
         else
-          dot_panel<1>(m, qc, abf + 2 * q0, lda, panel + q0 * ldb, ldb, c + j, ldc, from, last, next);
+          dot_panel<1>(m, qc, abf + 2 * q0, lda, panel + q0 * ldb, ldb, c + j, ldc, from, last,
+                       next);
       }
 #else
       // The same sums without the instruction: each pair's two products (exact in float) added,
@@ -282,11 +289,11 @@ void gemm_into(ConstMatrixRef<T> a, const Bf16PairMatrix& b, GemmStart<T> start,
   detail::round_rows_to_bf16(a, b.pairs(), abf, threads);
   // Threads split the columns in whole panels: chunks of 48 columns start panels, and the last
   // chunk ends where b does.
-  shareformer::detail::parallel_chunks(b.cols(), Bf16PairMatrix::full_panel, threads,
-                                       [&](Index begin, Index end, int) {
-    detail::bf16_dot_panels(m, abf, b, c.data(), c.outerStride(), start, begin, end,
-                            [&](Index col, Index cols) { epilogue(Index(0), m, col, cols); });
-  });
+  shareformer::detail::parallel_chunks(
+      b.cols(), Bf16PairMatrix::full_panel, threads, [&](Index begin, Index end, int) {
+        detail::bf16_dot_panels(m, abf, b, c.data(), c.outerStride(), start, begin, end,
+                                [&](Index col, Index cols) { epilogue(Index(0), m, col, cols); });
+      });
 }
 
 }  // namespace shareformer::ops

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
-// Matrix products on row-major views through Eigen's single-threaded GEBP kernel, split over threads.
+// Matrix products on row-major views through Eigen's single-threaded GEBP kernel, split over
+// threads.
 #pragma once
 
 #include <shareformer/core/parallel.hpp>
@@ -27,7 +28,8 @@ class GemmBlocking : public Eigen::internal::level3_blocking<T, T> {
     this->m_mc = n;
     this->m_nc = m;
     this->m_kc = k;
-    Eigen::internal::computeProductBlockingSizes<T, T, 1, Index>(this->m_kc, this->m_mc, this->m_nc, Index(1));
+    Eigen::internal::computeProductBlockingSizes<T, T, 1, Index>(this->m_kc, this->m_mc, this->m_nc,
+                                                                 Index(1));
     grow(a_, this->m_mc * this->m_kc);
     grow(b_, this->m_kc * this->m_nc);
     this->m_blockA = a_.data();
@@ -51,14 +53,16 @@ class GemmScratch {
     if (static_cast<int>(threads_.size()) <= t) threads_.resize(static_cast<std::size_t>(t) + 1);
     return threads_[static_cast<std::size_t>(t)];
   }
-  /// Creates the per-thread slots up front, so that for_thread never resizes inside a parallel region.
+  /// Creates the per-thread slots up front, so that for_thread never resizes inside a parallel
+  /// region.
   void reserve_threads(int n) {
     if (static_cast<int>(threads_.size()) < n) threads_.resize(static_cast<std::size_t>(n));
   }
   /// A buffer of at least `size` bfloat16s (the rounded activations of a bfloat16 product), grown
   /// to the largest size asked for and kept.
   Eigen::bfloat16* bf16_rows(Index size) {
-    if (static_cast<Index>(bf16_rows_.size()) < size) bf16_rows_.resize(static_cast<std::size_t>(size));
+    if (static_cast<Index>(bf16_rows_.size()) < size)
+      bf16_rows_.resize(static_cast<std::size_t>(size));
     return bf16_rows_.data();
   }
 
@@ -69,14 +73,16 @@ class GemmScratch {
 
 namespace detail {
 
-// Eigen's own GEMM would spawn its own OpenMP team from nbThreads(), a process-wide setting; calling
-// its kernel directly keeps the thread count a per-call parameter and makes forward re-entrant.
+// Eigen's own GEMM would spawn its own OpenMP team from nbThreads(), a process-wide setting;
+// calling its kernel directly keeps the thread count a per-call parameter and makes forward
+// re-entrant.
 template <typename T, int RhsOrder>
 void gemm_kernel(Index m, Index n, Index k, const T* a, Index lda, const T* b, Index ldb, T* c,
                  Index ldc, GemmBlocking<T>& blocking) {
   if (m == 0 || n == 0 || k == 0) return;
-  using Kernel = Eigen::internal::general_matrix_matrix_product<Index, T, Eigen::RowMajor, false, T,
-                                                                RhsOrder, false, Eigen::RowMajor, 1>;
+  using Kernel =
+      Eigen::internal::general_matrix_matrix_product<Index, T, Eigen::RowMajor, false, T, RhsOrder,
+                                                     false, Eigen::RowMajor, 1>;
   blocking.prepare(m, n, k);
   Kernel::run(m, n, k, a, lda, b, ldb, c, 1, ldc, T(1), blocking, nullptr);
 }
@@ -125,11 +131,12 @@ template <typename T, typename BMatrix, typename Epilogue>
 void gemm_small_path(ConstMatrixRef<T> a, const BMatrix& b, GemmStart<T> start, MatrixRef<T> c,
                      int threads, Epilogue&& epilogue) {
   const Index m = a.rows(), n = b.cols(), k = a.cols();
-  shareformer::detail::parallel_chunks(n, small_gemm_panel<T>, threads, [&](Index begin, Index end, int) {
-    small_gemm<T>(m, k, a.data(), a.outerStride(), b.data(), b.outerStride(), c.data(),
-                  c.outerStride(), start, begin, end,
-                  [&](Index col, Index cols) { epilogue(Index(0), m, col, cols); });
-  });
+  shareformer::detail::parallel_chunks(
+      n, small_gemm_panel<T>, threads, [&](Index begin, Index end, int) {
+        small_gemm<T>(m, k, a.data(), a.outerStride(), b.data(), b.outerStride(), c.data(),
+                      c.outerStride(), start, begin, end,
+                      [&](Index col, Index cols) { epilogue(Index(0), m, col, cols); });
+      });
 }
 
 /// c = start, rows split over threads like the element-wise ops: the starting value for the
@@ -160,21 +167,21 @@ void gemm_blocked_path(ConstMatrixRef<T> a, ConstMatrixRef<T> b, MatrixRef<T> c,
   const bool by_rows = m >= 64 * Index{threads};
   const Index grain = by_rows ? 8 : 16;
   scratch.reserve_threads(threads);
-  shareformer::detail::parallel_chunks(by_rows ? m : n, grain, threads,
-                                       [&](Index begin, Index end, int t) {
-    GemmBlocking<T>& blocking = scratch.for_thread(t);
-    if (by_rows) {
-      gemm_kernel<T, Eigen::RowMajor>(end - begin, n, k, a.data() + begin * a.outerStride(),
-                                      a.outerStride(), b.data(), b.outerStride(),
-                                      c.data() + begin * c.outerStride(), c.outerStride(), blocking);
-      epilogue(begin, end - begin, Index(0), n);
-    } else {
-      gemm_kernel<T, Eigen::RowMajor>(m, end - begin, k, a.data(), a.outerStride(),
-                                      b.data() + begin, b.outerStride(), c.data() + begin,
-                                      c.outerStride(), blocking);
-      epilogue(Index(0), m, begin, end - begin);
-    }
-  });
+  shareformer::detail::parallel_chunks(
+      by_rows ? m : n, grain, threads, [&](Index begin, Index end, int t) {
+        GemmBlocking<T>& blocking = scratch.for_thread(t);
+        if (by_rows) {
+          gemm_kernel<T, Eigen::RowMajor>(
+              end - begin, n, k, a.data() + begin * a.outerStride(), a.outerStride(), b.data(),
+              b.outerStride(), c.data() + begin * c.outerStride(), c.outerStride(), blocking);
+          epilogue(begin, end - begin, Index(0), n);
+        } else {
+          gemm_kernel<T, Eigen::RowMajor>(m, end - begin, k, a.data(), a.outerStride(),
+                                          b.data() + begin, b.outerStride(), c.data() + begin,
+                                          c.outerStride(), blocking);
+          epilogue(Index(0), m, begin, end - begin);
+        }
+      });
 }
 
 }  // namespace detail
@@ -198,7 +205,8 @@ void gemm_into(ConstMatrixRef<T> a, ConstMatrixRef<T> b, GemmStart<T> start, Mat
 
 /// c = start + a * b with b's elements stored as bfloat16 (half the bytes of float): read in place
 /// by the small_gemm kernel and widened exactly to float, so the result is the float product with
-/// the weights b holds. For inputs with few rows, where streaming the weights is what takes the time.
+/// the weights b holds. For inputs with few rows, where streaming the weights is what takes the
+/// time.
 template <typename T, typename Epilogue = NoEpilogue, typename B,
           std::enable_if_t<std::is_same_v<B, RowMatrix<Eigen::bfloat16>>, int> = 0>
 void gemm_into(ConstMatrixRef<T> a, const B& b, GemmStart<T> start, MatrixRef<T> c, int threads,
@@ -217,11 +225,11 @@ void gemm_into(ConstMatrixRef<T> a, const PackedMatrix<T, B>& b, GemmStart<T> st
                Epilogue&& epilogue = {}) {
   assert(a.cols() == b.rows() && c.rows() == a.rows() && c.cols() == b.cols());
   const Index m = a.rows(), n = b.cols(), k = a.cols();
-  shareformer::detail::parallel_chunks(n, detail::small_gemm_panel<T>, threads,
-                                       [&](Index begin, Index end, int) {
-    detail::packed_gemm<T>(m, k, a.data(), a.outerStride(), b.data(), n, c.data(), c.outerStride(),
-                           start, begin, end, epilogue);
-  });
+  shareformer::detail::parallel_chunks(
+      n, detail::small_gemm_panel<T>, threads, [&](Index begin, Index end, int) {
+        detail::packed_gemm<T>(m, k, a.data(), a.outerStride(), b.data(), n, c.data(),
+                               c.outerStride(), start, begin, end, epilogue);
+      });
 }
 
 /// c += a * b for any b gemm_into takes (a row-major matrix of T, of bfloat16, or a PackedMatrix).

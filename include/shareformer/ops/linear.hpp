@@ -2,9 +2,9 @@
 // Affine map y = x W + b over all rows at once, optionally added onto a residual.
 #pragma once
 
-#include <shareformer/core/types.hpp>
 #include <shareformer/core/config.hpp>
 #include <shareformer/core/parallel.hpp>
+#include <shareformer/core/types.hpp>
 #include <shareformer/ops/activation.hpp>
 #include <shareformer/ops/gemm.hpp>
 
@@ -42,8 +42,8 @@ void linear_residual(ConstMatrixRef<T> x, const Weights& w, const RowVector<T>& 
 
 /// y += x W + b: linear_residual onto y itself.
 template <typename T, typename Weights>
-void linear_accumulate(ConstMatrixRef<T> x, const Weights& w, const RowVector<T>& b,
-                       MatrixRef<T> y, int threads, GemmScratch<T>& scratch) {
+void linear_accumulate(ConstMatrixRef<T> x, const Weights& w, const RowVector<T>& b, MatrixRef<T> y,
+                       int threads, GemmScratch<T>& scratch) {
   linear_residual<T>(x, w, b, y, y, threads, scratch);
 }
 

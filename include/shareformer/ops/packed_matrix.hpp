@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
-// PackedMatrix: a weight matrix laid out panel by panel, the order the small-product kernel reads it.
+// PackedMatrix: a weight matrix laid out panel by panel, the order the small-product kernel reads
+// it.
 #pragma once
 
 #include <shareformer/core/huge_pages.hpp>
@@ -22,8 +23,8 @@ namespace detail {
 /// even number of rows start where they would.
 template <typename T, typename B>
 constexpr Index packed_offset(Index p, Index c, Index w, Index rows) {
-  const bool pairs = !std::is_same_v<T, B> && bf16_row_pairs && w >= packet_size<T> &&
-                     p < rows - rows % 2;
+  const bool pairs =
+      !std::is_same_v<T, B> && bf16_row_pairs && w >= packet_size<T> && p < rows - rows % 2;
   return pairs ? (p - p % 2) * w + 2 * c + p % 2 : p * w + c;
 }
 
@@ -74,7 +75,8 @@ class PackedMatrix {
   /// Element (r, c), for tests and inspection (not a fast path).
   B operator()(Index r, Index c) const {
     Index j = 0;
-    while (j + detail::packed_panel_width<T>(j, cols_) <= c) j += detail::packed_panel_width<T>(j, cols_);
+    while (j + detail::packed_panel_width<T>(j, cols_) <= c)
+      j += detail::packed_panel_width<T>(j, cols_);
     const Index w = detail::packed_panel_width<T>(j, cols_);
     return data_[static_cast<std::size_t>(j * rows_ +
                                           detail::packed_offset<T, B>(r, c - j, w, rows_))];

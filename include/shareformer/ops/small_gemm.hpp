@@ -26,7 +26,8 @@ struct GemmStart {
 
   /// The start of the block of c whose top-left element is (row, col).
   GemmStart at(Index row, Index col) const {
-    return {c0 == nullptr ? nullptr : c0 + row * ld + col, ld, bias == nullptr ? nullptr : bias + col};
+    return {c0 == nullptr ? nullptr : c0 + row * ld + col, ld,
+            bias == nullptr ? nullptr : bias + col};
   }
   /// Element (row, col) of the start.
   T operator()(Index row, Index col) const {
@@ -229,7 +230,9 @@ EIGEN_ALWAYS_INLINE void prefetch_line(std::uintptr_t address, bool l1) {
 class SpreadPrefetch {
  public:
   SpreadPrefetch(PrefetchLines lines, Index steps)
-      : line_(reinterpret_cast<std::uintptr_t>(lines.first)), lines_(lines.lines), steps_(steps),
+      : line_(reinterpret_cast<std::uintptr_t>(lines.first)),
+        lines_(lines.lines),
+        steps_(steps),
         l1_(lines.l1) {}
   EIGEN_ALWAYS_INLINE void step() {
     for (due_ += lines_; due_ >= steps_; due_ -= steps_, line_ += 64) prefetch_line(line_, l1_);
@@ -269,8 +272,9 @@ EIGEN_ALWAYS_INLINE void small_tile(Index k, const T* a, Index lda, const B* b, 
   P acc[MR][NR];
   unrolled<MR>([&](auto i) {
     unrolled<NR>([&](auto j) {
-      acc[i][j] = start.c0 != nullptr ? Eigen::internal::ploadu<P>(start.c0 + i * start.ld + j * lanes)
-                                      : Eigen::internal::pset1<P>(T(0));
+      acc[i][j] = start.c0 != nullptr
+                      ? Eigen::internal::ploadu<P>(start.c0 + i * start.ld + j * lanes)
+                      : Eigen::internal::pset1<P>(T(0));
     });
   });
   if (start.bias != nullptr)
@@ -362,9 +366,10 @@ inline bool prefetch_into_l1(Index m, Index tile_rows) {
 #define SHAREFORMER_PREFETCH_SKIP_FIRST_MIN_TILES 4
 #endif
 inline constexpr Index prefetch_skip_first_min_tiles = SHAREFORMER_PREFETCH_SKIP_FIRST_MIN_TILES;
-static_assert(prefetch_skip_first_min_tiles >= 2,
-              "SHAREFORMER_PREFETCH_SKIP_FIRST_MIN_TILES below 2 would leave a one-tile pass's next "
-              "block unprefetched");
+static_assert(
+    prefetch_skip_first_min_tiles >= 2,
+    "SHAREFORMER_PREFETCH_SKIP_FIRST_MIN_TILES below 2 would leave a one-tile pass's next "
+    "block unprefetched");
 
 /// The share of `next` (whole cache lines) that tile `tile` of `tiles` prefetches: the tiles of a
 /// pass split the next pass's block evenly, so that it streams in at the pace of the arithmetic
@@ -392,7 +397,8 @@ void small_panel(Index m, Index k, const T* a, Index lda, const B* b, Index ldb,
   const auto share = [&](Index tile) {
     return Prefetch ? prefetch_share(next, tile, tiles) : PrefetchLines{};
   };
-  if (m < mr) return small_tail<T, NR, Prefetch, pairs>(m, k, a, lda, b, ldb, c, ldc, start, share(0));
+  if (m < mr)
+    return small_tail<T, NR, Prefetch, pairs>(m, k, a, lda, b, ldb, c, ldc, start, share(0));
   small_tile<T, mr, NR, Prefetch, pairs>(k, a, lda, b, ldb, c, ldc, start, share(0));
   Index i = mr, tile = 1;
   for (; i + mr <= m; i += mr, ++tile)
@@ -596,14 +602,15 @@ void packed_gemm_block(Index m, Index k, const T* a, Index lda, const B* packed,
 /// than in a burst when that pass begins (into L1 or L2 depending on the CPU and the pass's rows,
 /// see prefetch_l1_max_tiles).
 /// Measured (bench_stack Stack12, -march=native, against the build without it, alternated 3-4
-/// rounds, 2026-11-27): unshared stacks, whose weights stream from
-/// memory, 1.02-1.33x faster at 16-32 tokens and 1.03-1.05x at 128; shared stacks (weights in L3)
-/// and 1024 tokens the same within the noise. bfloat16 products (bf16_dot.hpp), unshared: 1.01-1.45x.
+/// rounds, 2026-11-27): unshared stacks, whose weights stream from memory, 1.02-1.33x faster at
+/// 16-32 tokens and 1.03-1.05x at 128; shared stacks (weights in L3) and 1024 tokens the same
+/// within the noise. bfloat16 products (bf16_dot.hpp), unshared: 1.01-1.45x.
 /// The row blocks, measured on an Intel Xeon with a 2 MiB L2 (2026-11-28, 3 alternated rounds,
 /// bench_stack Stack12 bert-base, against the build that runs all rows at once): 1.01-1.10x
 /// faster at 8 x 128 and 1 x 512 tokens on one thread, 1.00-1.07x on two; 128 tokens, which fit,
-/// unchanged. Always blocking rows instead lost 1-10 % where they fit (1 x 128: 0.95-0.99x; 1 x 512
-/// on 2 threads, 256 rows per thread: 0.90-0.99x in two A/Bs).
+/// unchanged. Always blocking rows instead lost 1-10 % where they fit (1 x 128: 0.95-0.99x;
+/// 1 x 512 on 2 threads, 256 rows per thread: 0.90-0.99x in two A/Bs).
+///
 /// epilogue(first row, rows, first column, columns) runs on a block of c as soon as it is done.
 template <typename T, typename B, typename Epilogue>
 void packed_gemm(Index m, Index k, const T* a, Index lda, const B* packed, Index n, T* c, Index ldc,

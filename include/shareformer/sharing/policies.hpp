@@ -121,11 +121,14 @@ inline SlotPlan grouped_plan(Index n_layers, Index groups, Index inner) {
 template <Index G, Index K = 1>
 struct Grouped {
   static_assert(G >= 1 && K >= 1, "Grouped<G, K>: G and K must be at least 1");
-  static std::string name() { return "grouped:" + detail::to_string(G) + "x" + detail::to_string(K); }
+  static std::string name() {
+    return "grouped:" + detail::to_string(G) + "x" + detail::to_string(K);
+  }
   static SlotPlan plan(Index n_layers) { return grouped_plan(n_layers, G, K); }
 };
 
-/// Takase & Kiyono's SEQUENCE: M blocks, each used by N / M consecutive layers; f(i) = floor(i / (N / M)).
+/// Takase & Kiyono's SEQUENCE: M blocks, each used by N / M consecutive layers;
+/// f(i) = floor(i / (N / M)).
 template <Index M>
 struct Sequence {
   static std::string name() { return "sequence:" + detail::to_string(M); }
@@ -153,9 +156,8 @@ struct CycleRev {
   static SlotPlan plan(Index n_layers) {
     detail::check_group(name(), "M", M, n_layers, false);
     const Index forward_layers = ((n_layers + M - 1) / M - 1) * M;
-    return detail::block_plan(n_layers, M, [&](Index l) {
-      return l < forward_layers ? l % M : M - 1 - l % M;
-    });
+    return detail::block_plan(n_layers, M,
+                              [&](Index l) { return l < forward_layers ? l % M : M - 1 - l % M; });
   }
 };
 
