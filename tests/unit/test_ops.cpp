@@ -159,22 +159,38 @@ TYPED_TEST(Ops, AttentionMatchesNaiveOnLongSequences) {
   // 800 keys: the P V product runs over k in two passes of the packed kernel (packed_gemm_kc =
   // 768 keys, then the rest); d_head 64 = whole packets (a 3-packet panel and a 1-packet one), and
   // one key count (777) that is not a whole number of panels: Q K^T's last 9 columns are scalar.
+  // The queries run in blocks (attention_block_rows: 40 rows in float, 16 in double), which the
+  // row shares below cut through at other places than the blocks' edges; the hole mask makes the
+  // scores of masked keys -inf inside blocks.
   using T = TypeParam;
   const Index d = 128, heads = 2, s = 800;
   static_assert(sf::ops::detail::packed_gemm_kc < 800, "two passes over the keys");
-  const sf::Batch batch = sf::Batch::padded(s, {800, 777});
-  const RowMatrix<T> qkv = random_matrix<T>(batch.tokens(), 3 * d, 12);
-  const naive::M q = qkv.leftCols(d).template cast<double>(),
-                 k = qkv.middleCols(d, d).template cast<double>(),
-                 v = qkv.rightCols(d).template cast<double>();
-  std::vector<RowMatrix<T>> scratch;
-  for (bool causal : {false, true}) {
-    const naive::M expected = naive::attention(q, k, v, batch, heads, causal);
-    for (int threads : {1, 2}) {
+  ASSERT_LT(sf::ops::detail::attention_block_rows(s, sizeof(T)), 100) << "several query blocks";
+  Eigen::Matrix<int, Eigen::Dynamic, Eigen::Dynamic> holes = Eigen::MatrixXi::Ones(2, s);
+  holes.block(0, 90, 1, 60).setZero();
+  holes.block(1, 0, 1, 3).setZero();
+  holes.block(1, 700, 1, 100).setZero();
+  for (const sf::Batch& batch : {sf::Batch::padded(s, {800, 777}), sf::Batch::from_mask(holes)}) {
+    const RowMatrix<T> qkv = random_matrix<T>(batch.tokens(), 3 * d, 12);
+    const naive::M q = qkv.leftCols(d).template cast<double>(),
+                   k = qkv.middleCols(d, d).template cast<double>(),
+                   v = qkv.rightCols(d).template cast<double>();
+    std::vector<RowMatrix<T>> scratch;
+    for (bool causal : {false, true}) {
+      const naive::M expected = naive::attention(q, k, v, batch, heads, causal);
+      for (int threads : {1, 2}) {
+        RowMatrix<T> ctx =
+            RowMatrix<T>::Constant(batch.tokens(), d, std::numeric_limits<T>::quiet_NaN());
+        sf::ops::attention<T>(qkv, batch, heads, causal, ctx, scratch, threads);
+        EXPECT_LT(max_abs_diff(ctx, expected), this->tol()) << "causal " << causal;
+      }
       RowMatrix<T> ctx =
           RowMatrix<T>::Constant(batch.tokens(), d, std::numeric_limits<T>::quiet_NaN());
-      sf::ops::attention<T>(qkv, batch, heads, causal, ctx, scratch, threads);
-      EXPECT_LT(max_abs_diff(ctx, expected), this->tol()) << "causal " << causal;
+      RowMatrix<T> buffer;
+      const Index cuts[] = {0, 333, s + 101, batch.tokens()};
+      for (int i = 0; i + 1 < 4; ++i)
+        sf::ops::attention_rows<T>(qkv, batch, heads, causal, ctx, buffer, cuts[i], cuts[i + 1]);
+      EXPECT_LT(max_abs_diff(ctx, expected), this->tol()) << "rows, causal " << causal;
     }
   }
 }
