@@ -183,6 +183,8 @@ TYPED_TEST(Ops, AttentionMatchesNaiveOnLongSequences) {
             RowMatrix<T>::Constant(batch.tokens(), d, std::numeric_limits<T>::quiet_NaN());
         sf::ops::attention<T>(qkv, batch, heads, causal, ctx, scratch, threads);
         EXPECT_LT(max_abs_diff(ctx, expected), this->tol()) << "causal " << causal;
+        // Each thread's scratch holds one block of scores and K^T and V, not every query's scores.
+        EXPECT_EQ(scratch.front().rows(), sf::ops::detail::attention_block_rows(s, sizeof(T)) + d);
       }
       RowMatrix<T> ctx =
           RowMatrix<T>::Constant(batch.tokens(), d, std::numeric_limits<T>::quiet_NaN());

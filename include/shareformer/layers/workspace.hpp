@@ -36,7 +36,7 @@ class Workspace {
   RowMatrix<T> context;              ///< (tokens, d_model): attention output before its projection
   RowMatrix<T> normed;               ///< (tokens, d_model): pre-LN input of a sub-layer
   RowMatrix<T> inner;                ///< (tokens, d_ff): FFN hidden activations
-  std::vector<RowMatrix<T>> scores;  ///< per thread: (seq_len, seq_len) scores, then K^T
+  std::vector<RowMatrix<T>> scores;  ///< per thread: a block of scores, then K^T and V
   ops::GemmScratch<T> gemm;          ///< per-thread GEMM packing buffers
   std::vector<Workspace> group_workspaces;  ///< one per group of sequences run on its own thread
   std::vector<Batch> group_batches;         ///< the sequences of each group

@@ -26,30 +26,32 @@ inline Index attended_keys(const Batch& batch, Index b) {
   return n_keys;
 }
 
-/// Sizes an attention scratch buffer for a batch: (seq_len + 2 d_head, seq_len), the scores, then
-/// one head's K^T and V packed into panels (d_head rows' worth each). Allocates only when its
-/// shape differs.
-template <typename T>
-void size_attention_buffer(RowMatrix<T>& buffer, Index seq_len, Index d_head) {
-  if (buffer.rows() != seq_len + 2 * d_head || buffer.cols() != seq_len)
-    buffer.resize(seq_len + 2 * d_head, seq_len);
-}
-
 #ifndef SHAREFORMER_ATTENTION_BLOCK_BYTES
 #define SHAREFORMER_ATTENTION_BLOCK_BYTES 131072
 #endif
 /// Query rows per block of one head's attention: as many as keep the block's scores within
 /// SHAREFORMER_ATTENTION_BLOCK_BYTES, in whole kernel tiles (at least one). So the scores stay in
 /// L2 between Q K^T, the softmax and P V instead of making three passes over seq_len^2 floats (1
-/// MiB a head at 512 tokens, the whole L2 of a Zen 5 core). Measured (benchmarks/ab attn, 12
-/// heads, 512 tokens, 12 alternated rounds, outputs bit-identical; Intel Xeon with a 2 MiB L2,
-/// 2026-12-07): 128 KiB 1.02-1.06x faster than no blocks (d_head 64 and 32, 1 thread; 1.05x on
-/// 2), 512 KiB 1.00-1.05x, 64 KiB 0.96-1.02x, 32 KiB 0.87-1.00x. A whole 1 x 512 forward is
-/// 10 % attention: there, the same within the noise.
+/// MiB a head at 512 tokens, the whole L2 of a Zen 5 core), and a thread's scratch grows linearly
+/// with seq_len. Measured (benchmarks/ab attn, 12 heads, 512 tokens, outputs bit-identical; Intel
+/// Xeon with a 2 MiB L2, 2026-12-07): 128 KiB against no blocks 1.03-1.06x on 1 thread (five runs
+/// of 12-30 rounds, d_head 64 and 32) and 1.03-1.08x on 2, where 8 x 128 tokens (one block, the
+/// same work) moved by 0.96-1.08x in the same runs; 512 KiB 1.00-1.05x, 64 KiB 0.96-1.02x, 32 KiB
+/// 0.87-1.00x. A whole 1 x 512 forward is 10 % attention: there, the same within the noise.
 inline Index attention_block_rows(Index n_keys, std::size_t bytes_per_score) {
   const Index rows = SHAREFORMER_ATTENTION_BLOCK_BYTES / static_cast<Index>(bytes_per_score) /
                      std::max<Index>(n_keys, 1);
   return std::max<Index>(rows / small_gemm_rows * small_gemm_rows, small_gemm_rows);
+}
+
+/// Sizes an attention scratch buffer for a batch: (block + 2 d_head, seq_len), one block of
+/// queries' scores (attention_block_rows, at most seq_len), then one head's K^T and V packed into
+/// panels (d_head rows' worth each): memory linear in seq_len. Allocates only when its shape
+/// differs.
+template <typename T>
+void size_attention_buffer(RowMatrix<T>& buffer, Index seq_len, Index d_head) {
+  const Index rows = std::min(attention_block_rows(seq_len, sizeof(T)), seq_len) + 2 * d_head;
+  if (buffer.rows() != rows || buffer.cols() != seq_len) buffer.resize(rows, seq_len);
 }
 
 /// Rows [q0, q1) (positions within the sequence) of head h's context for sequence b, written into
@@ -70,12 +72,11 @@ void attention_head(ConstMatrixRef<T> qkv, const Batch& batch, Index b, Index h,
   const auto k = qkv.block(row0, d_model + h * d_head, n_keys, d_head);
   const auto v = qkv.block(row0, 2 * d_model + h * d_head, n_keys, d_head);
   const Index ld = buffer.outerStride();
-  T* kt = buffer.data() + seq_len * ld;  // K^T (d_head, n_keys), packed
-  T* vp = kt + d_head * ld;              // V (n_keys, d_head), packed
-  pack_panels<T>(k.transpose(), kt);
-  pack_panels<T>(v, vp);
   // Queries in blocks whose scores stay in L2 between the two products and the softmax.
-  const Index block = attention_block_rows(n_keys, sizeof(T));
+  const Index block = buffer.rows() - 2 * d_head;
+  T* kt = buffer.data() + block * ld;  // K^T (d_head, n_keys), packed
+  T* vp = kt + d_head * ld;            // V (n_keys, d_head), packed
+  pack_panels<T>(k.transpose(), kt);
   for (Index r0 = 0; r0 < rows; r0 += block) {
     const Index r = std::min(block, rows - r0);
     auto s = buffer.block(0, 0, r, n_keys);  // (r, n_keys), written from zero
@@ -99,6 +100,7 @@ void attention_head(ConstMatrixRef<T> qkv, const Batch& batch, Index b, Index h,
         softmax_prefix(row, causal ? std::min(n_keys, query + 1) : n_keys, scale);
       }
     }
+    if (r0 == 0) pack_panels<T>(v, vp);  // here, not before Q K^T: in L1 for the first P V
     packed_gemm_block<T>(r, n_keys, s.data(), ld, vp, d_head, out.data() + r0 * ctx.outerStride(),
                          ctx.outerStride(), GemmStart<T>{}, 0, d_head, none);
   }
@@ -108,15 +110,16 @@ void attention_head(ConstMatrixRef<T> qkv, const Batch& batch, Index b, Index h,
 
 /// ctx = softmax(Q K^T / sqrt(d_head) + mask) V for each sequence and head.
 /// qkv: (tokens, 3 * d_model) = [Q | K | V], head h in columns [h * d_head, (h + 1) * d_head) of
-/// each. ctx: (tokens, d_model), overwritten. scratch: one (seq_len + 2 d_head, seq_len) matrix per
-/// thread, the scores above one head's packed K^T and V (resized here only when its shape
-/// differs). Padding keys get weight 0; padded query rows are computed like the others; a query
-/// with no valid key gets a zero context.
+/// each. ctx: (tokens, d_model), overwritten. scratch: one matrix per thread, a block of queries'
+/// scores above one head's packed K^T and V (detail::size_attention_buffer; resized here only
+/// when its shape differs). Padding keys get weight 0; padded query rows are computed like the
+/// others; a query with no valid key gets a zero context.
+///
 /// Both products run on the packed small_gemm kernel (detail::packed_gemm_block): per head, K^T and
 /// V are first copied into the scratch in PackedMatrix's panel layout, so that each streams as
-/// contiguous panels. Read in place, successive rows of K^T lie seq_len floats apart and V's
-/// 3 d_model (2 KiB and 9 KiB at 512 tokens of bert-base: 2 and 4 of the 64 sets of a 48 KiB
-/// 12-way L1). Measured against transposing K into the scratch and reading V in place (bench_ops
+/// contiguous panels. Read in place, successive rows of K^T lie seq_len floats apart and V's 3
+/// d_model (2 KiB and 9 KiB at 512 tokens of bert-base: 2 and 4 of the 64 sets of a 48 KiB 12-way
+/// L1). Measured against transposing K into the scratch and reading V in place (bench_ops
 /// Attention, d 768, 12 heads, batch 1 and 8 x 128 and 512 tokens, 6 alternated rounds, medians of
 /// the round medians; Intel Xeon, 2026-11-28): 1.12-1.23x faster on 1 thread, 1.06-1.22x on 2.
 template <typename T>
