@@ -2,18 +2,17 @@
 // Fixtures and checks for the CLI tests: a tiny Hub-layout BERT, input files good and bad, and a
 // comparison of `shareformer run` output with expected outputs.
 //
-//   cli_helper make-model DIR            tiny BERT: config.json + model.safetensors (random
-//   weights) cli_helper make-input FILE KIND      inputs for that model; KIND: good, out-of-vocab,
-//   too-long,
-//                                        mask-mismatch, float-ids, no-ids
-//   cli_helper compare OUT EXPECTED TOL  last_hidden_state on positions where EXPECTED's
-//                                        attention_mask is 1, and pooler_output, within TOL
-//   cli_helper differ OUT OTHER          exit 0 when the two last_hidden_states differ
-//   cli_helper convert DIR FILE          the Hugging Face model in DIR saved in the library's
-//   format cli_helper make-shared FILE POLICY   the tiny model's config, its stack shared as POLICY
-//   (none,
-//                                        ffn, attention, all), random weights, in the library's
-//                                        format
+//   cli_helper make-model DIR           tiny BERT: config.json + model.safetensors, random weights
+//   cli_helper make-input FILE KIND     inputs for that model; KIND: good, out-of-vocab,
+//                                       too-long, mask-mismatch, float-ids, no-ids
+//   cli_helper compare OUT EXPECTED TOL last_hidden_state on positions where EXPECTED's
+//                                       attention_mask is 1, and pooler_output, within TOL
+//   cli_helper differ OUT OTHER         exit 0 when the two last_hidden_states differ
+//   cli_helper convert DIR FILE         the Hugging Face model in DIR saved in the library's
+//                                       format
+//   cli_helper make-shared FILE POLICY  the tiny model's config, its stack shared as POLICY
+//                                       (none, ffn, attention, all), random weights, in the
+//                                       library's format
 #include <cmath>
 #include <cstdint>
 #include <cstdio>

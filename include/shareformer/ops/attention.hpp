@@ -37,7 +37,10 @@ inline Index attended_keys(const Batch& batch, Index b) {
 /// Xeon with a 2 MiB L2, 2026-12-07): 128 KiB against no blocks 1.03-1.06x on 1 thread (five runs
 /// of 12-30 rounds, d_head 64 and 32) and 1.03-1.08x on 2, where 8 x 128 tokens (one block, the
 /// same work) moved by 0.96-1.08x in the same runs; 512 KiB 1.00-1.05x, 64 KiB 0.96-1.02x, 32 KiB
-/// 0.87-1.00x. A whole 1 x 512 forward is 10 % attention: there, the same within the noise.
+/// 0.87-1.00x. A whole 1 x 512 forward is 10 % attention: there, the same within the noise. Where
+/// the unblocked scores overflow the L2 (1024 tokens, 4 MiB a head, same Xeon, three runs of 20
+/// rounds): 1.17-1.31x on 1 thread, 1.09-1.14x on 2, and whole bert-base shared 1 x 1024 forwards
+/// 1.03-1.06x on 1 thread, 1.10x on 2 (ab fwd, 8 rounds).
 inline Index attention_block_rows(Index n_keys, std::size_t bytes_per_score) {
   const Index rows = SHAREFORMER_ATTENTION_BLOCK_BYTES / static_cast<Index>(bytes_per_score) /
                      std::max<Index>(n_keys, 1);
