@@ -21,6 +21,7 @@
 #include "commands.hpp"
 #include "model_source.hpp"
 #include "output.hpp"
+#include "peak.hpp"
 #include "policy_names.hpp"
 #include "presets.hpp"
 
@@ -157,9 +158,14 @@ CLI::App* BenchCommand::add(CLI::App& app) {
       ->check(CLI::Range(0, 1000000))
       ->capture_default_str();
   sub->add_option("--seed", seed, "Seed of the random weights and inputs")->capture_default_str();
-  sub->add_option("--peak-gflops", peak_gflops,
-                  "The machine's peak GFLOP/s: also print the fraction of it achieved")
-      ->check(CLI::PositiveNumber);
+  CLI::Option* peak_opt =
+      sub->add_option("--peak-gflops", peak_gflops,
+                      "The machine's peak GFLOP/s: also print the fraction of it achieved")
+          ->check(CLI::PositiveNumber);
+  sub->add_flag("--measure-peak", measure_peak,
+                "Measure the multiply-add peak of --threads threads with this build's vectors "
+                "(about 1 s) and print the fraction of it achieved")
+      ->excludes(peak_opt);
   add_weights_option(sub, weights, static_cast<std::size_t>(ops::bf16_gemm_max_rows));
   sub->add_flag("--json", json, "Print one JSON object instead of a table");
   return sub;
@@ -187,25 +193,35 @@ int BenchCommand::run() const {
   check_memory(s, policies);
 
   std::vector<Result> results;
+  FmaPeak measured;
   {
     Progress progress;
+    if (measure_peak) {
+      progress.update("bench: measuring the multiply-add peak");
+      measured = measure_fma_peak(s.threads);
+    }
     for (const std::string& p : policies) results.push_back(bench_named(p, s, progress));
   }
+  const double peak = measure_peak ? measured.gflops : peak_gflops;
 
   const double tokens = static_cast<double>(s.batch * s.seq_len);
   const auto gflops = [](const Result& r) {
     return static_cast<double>(r.flops) / (r.median_ms * 1e6);
   };
   if (json) {
-    nlohmann::ordered_json out = {{"model", m.name},
-                                  {"source", to_string(m.kind)},
-                                  {"config", config_json(m.config)},
-                                  {"weights", "random"},
-                                  {"weight_storage", weights},
-                                  {"seed", s.seed},
-                                  {"warmup", s.warmup},
-                                  {"results", nlohmann::ordered_json::array()}};
-    if (peak_gflops > 0) out["peak_gflops"] = peak_gflops;
+    nlohmann::ordered_json out = {
+        {"model", m.name},     {"source", to_string(m.kind)}, {"config", config_json(m.config)},
+        {"weights", "random"}, {"weight_storage", weights},   {"seed", s.seed},
+        {"warmup", s.warmup}};
+    if (peak > 0) {
+      out["peak_gflops"] = peak;
+      out["peak_source"] = measure_peak ? "measured" : "given";
+      if (measure_peak) {
+        out["peak_threads"] = measured.threads;
+        out["peak_vector_floats"] = measured.lanes;
+      }
+    }
+    out["results"] = nlohmann::ordered_json::array();
     for (const Result& r : results) {
       nlohmann::ordered_json j = {{"policy", r.policy},
                                   {"batch", s.batch},
@@ -220,7 +236,7 @@ int BenchCommand::run() const {
                                   {"flops_per_forward", r.flops},
                                   {"parameters", r.parameters},
                                   {"weight_bytes", r.weight_bytes}};
-      if (peak_gflops > 0) j["percent_of_peak"] = 100.0 * gflops(r) / peak_gflops;
+      if (peak > 0) j["percent_of_peak"] = 100.0 * gflops(r) / peak;
       out["results"].push_back(j);
     }
     std::cout << out.dump(2) << '\n';
@@ -235,7 +251,7 @@ int BenchCommand::run() const {
       s.config.d_ff, s.batch, s.seq_len, s.threads, s.iterations, s.warmup, weights, s.seed);
   std::vector<std::string> header{"policy", "unique params", "weight MiB", "median ms",
                                   "min ms", "tokens/s",      "GFLOP/s"};
-  if (peak_gflops > 0) header.push_back("% of peak");
+  if (peak > 0) header.push_back("% of peak");
   Table table(header);
   for (const Result& r : results) {
     std::vector<std::string> row{r.policy,
@@ -245,7 +261,7 @@ int BenchCommand::run() const {
                                  fmt::format("{:.3f}", r.min_ms),
                                  fmt::format("{:.0f}", tokens / (r.median_ms / 1e3)),
                                  decimal(gflops(r))};
-    if (peak_gflops > 0) row.push_back(fmt::format("{:.1f}", 100.0 * gflops(r) / peak_gflops));
+    if (peak > 0) row.push_back(fmt::format("{:.1f}", 100.0 * gflops(r) / peak));
     table.add(row);
   }
   std::cout
@@ -254,6 +270,15 @@ int BenchCommand::run() const {
              "GFLOP/s: analytic matmul FLOPs ({} GFLOP per forward, the same for every policy)\n"
              "over the median time; embeddings and pooler are not run.\n",
              decimal(static_cast<double>(results.front().flops) / 1e9));
+  if (measure_peak)
+    std::cout << fmt::format(
+        "% of peak: of {} GFLOP/s, measured (best of {}) on {} thread{} multiply-adding\n"
+        "{}-float vectors, the widest this binary was built for.\n",
+        decimal(measured.gflops), measured.repeats, measured.threads,
+        measured.threads == 1 ? "" : "s", measured.lanes);
+  else if (peak > 0)
+    std::cout << fmt::format("% of peak: of {} GFLOP/s, as given by --peak-gflops.\n",
+                             decimal(peak));
   return 0;
 }
 

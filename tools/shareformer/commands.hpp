@@ -86,6 +86,7 @@ struct BenchCommand {
   int warmup = 2;
   unsigned long long seed = 42;
   double peak_gflops = 0.0;
+  bool measure_peak = false;      // --measure-peak: measure the peak instead of being told it
   std::string weights = "float";  // float, bf16, bf16dot or plain (apply_weights_option)
   bool json = false;
 
