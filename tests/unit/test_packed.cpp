@@ -188,14 +188,17 @@ TEST(PackedPrefetch, IntoL1WhilePassesHaveAtMostTheLimitsTiles) {
   }
 }
 
-TEST(PackedRowBlocks, RowsRunWholeWhileTheirActivationsFitInL2) {
+TEST(PackedRowBlocks, RowsRunWholeWhileTheirActivationsFitInHalfTheL2) {
   using sf::ops::detail::packed_gemm_block_rows;
   const Index block = sf::ops::detail::packed_gemm_rows;
-  EXPECT_EQ(packed_gemm_block_rows<float>(100, 10, 4000), 100) << "4000 bytes fit in 4000";
-  EXPECT_EQ(packed_gemm_block_rows<float>(100, 10, 3999), block);
-  EXPECT_EQ(packed_gemm_block_rows<double>(100, 10, 4000), block) << "8000 bytes";
+  EXPECT_EQ(packed_gemm_block_rows<float>(100, 10, 8000), 100) << "4000 bytes in half of 8000";
+  EXPECT_EQ(packed_gemm_block_rows<float>(100, 10, 7999), block);
+  EXPECT_EQ(packed_gemm_block_rows<double>(100, 10, 8000), block) << "8000 bytes";
   EXPECT_EQ(packed_gemm_block_rows<float>(1024, 768, 2 << 20), block) << "3 MiB in a 2 MiB L2";
-  EXPECT_EQ(packed_gemm_block_rows<float>(256, 768, 1 << 20), 256) << "768 KiB in a 1 MiB L2";
+  EXPECT_EQ(packed_gemm_block_rows<float>(512, 768, 2 << 20), block) << "1.5 MiB in a 2 MiB L2";
+  EXPECT_EQ(packed_gemm_block_rows<float>(256, 768, 2 << 20), 256) << "768 KiB in a 2 MiB L2";
+  EXPECT_EQ(packed_gemm_block_rows<float>(256, 768, 1 << 20), block) << "768 KiB in a 1 MiB L2";
+  EXPECT_EQ(packed_gemm_block_rows<float>(128, 768, 1 << 20), 128) << "384 KiB in a 1 MiB L2";
   EXPECT_EQ(packed_gemm_block_rows<float>(0, 768, 1 << 20), 1) << "no rows: one empty block";
   EXPECT_GT(sf::ops::detail::packed_gemm_l2_bytes(), 0);
 }
@@ -277,7 +280,7 @@ TYPED_TEST(Packed, GemmMatchesNaiveAndTheUnpackedKernelBitForBit) {
 TYPED_TEST(Packed, EpilogueSeesEveryElementOnceWhenItIsFinal) {
   using T = TypeParam;
   const Index k = 70, n = 3 * 16 * 2 + 16 + 5;  // every panel kind for SSE to AVX-512
-  // Rows in one block; in test_packed_blocked (4 KiB "L2"), whole blocks of rows and a partial one.
+  // Rows in one block; in test_packed_blocked (8 KiB "L2"), whole blocks of rows and a partial one.
   for (Index m : {Index(7), 2 * sf::ops::detail::packed_gemm_rows + 5}) {
     const Index block = sf::ops::detail::packed_gemm_block_rows<T>(m, k);
 #if SHAREFORMER_PACKED_GEMM_L2_BYTES > 0

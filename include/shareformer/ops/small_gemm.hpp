@@ -534,17 +534,18 @@ NextBlock next_packed_block(const B* packed, Index k, Index n, Index j, Index k0
           std::min(packed_gemm_kc, k) * packed_panel_width<T>(j + w, n) * Index{sizeof(B)}};
 }
 
-/// Rows of one block of a product with packed weights whose activations do not fit in L2 (see
-/// packed_gemm_block_rows). bench_ops GemmRoute (Intel Xeon, 2 MiB L2, 512-4096 rows, 3 rounds):
-/// blocks of 64 rows 1.03-1.25x faster than no blocks, 128 the same as 64, 256 slower than 64;
-/// benchmarks/ab (2026-11-29, 1024 rows, 30 rounds): 128 0.91-1.00x and 256 0.94-0.97x of 64.
+/// Rows of one block of a product with packed weights whose activations take more than half the
+/// L2 (see packed_gemm_block_rows). bench_ops GemmRoute (Intel Xeon, 2 MiB L2, 512-4096 rows, 3
+/// rounds): blocks of 64 rows 1.03-1.25x faster than no blocks, 128 the same as 64, 256 slower
+/// than 64; benchmarks/ab (2026-11-29, 1024 rows, 30 rounds): 128 0.91-1.00x and 256 0.94-0.97x
+/// of 64.
 #ifndef SHAREFORMER_PACKED_GEMM_ROWS
 #define SHAREFORMER_PACKED_GEMM_ROWS 64
 #endif
 inline constexpr Index packed_gemm_rows = SHAREFORMER_PACKED_GEMM_ROWS;
 
-/// Bytes of activations that a product with packed weights takes in one block of rows; 0 (the
-/// default) means the L2 size that Eigen reads from the CPU (Eigen::l2CacheSize()).
+/// The L2 size, in bytes, that packed_gemm_block_rows plans for: SHAREFORMER_PACKED_GEMM_L2_BYTES
+/// when set above 0, else the size Eigen reads from the CPU (Eigen::l2CacheSize()).
 #ifndef SHAREFORMER_PACKED_GEMM_L2_BYTES
 #define SHAREFORMER_PACKED_GEMM_L2_BYTES 0
 #endif
@@ -556,12 +557,23 @@ inline Index packed_gemm_l2_bytes() {
 }
 
 /// Rows packed_gemm takes at a time for a product over m rows of depth k: all of them while their
-/// activations (m x k of T) fit in `l2` bytes, else blocks of packed_gemm_rows. A block's
+/// activations (m x k of T) fit in half of `l2` bytes, else blocks of packed_gemm_rows. A block's
 /// activations then stay in L2 while every panel of the weights streams past them, instead of
-/// coming again from L3 for every panel.
+/// coming again from L3 for every panel; the other half is the panels' (the one being read and
+/// the next, prefetched) and the output's.
+/// Half, not all of it, as it was until 2026-12-07: measured on the Intel Xeon (2 MiB L2;
+/// benchmarks/ab, the two rules alternated in one process, outputs bit-identical), products
+/// of 512 rows onto 768 x 3072 and 768 x 2304 (1.5 MiB of activations, three quarters of the L2)
+/// 1.04-1.06x faster in blocks (10 rounds), 3072 x 768 (blocked either way) 1.00x; whole
+/// bert-base forwards 1 x 512 on 1 thread 1.03x (16 rounds), 8 x 128 on 2 threads (512 rows a
+/// thread) 1.04x (10 rounds), unshared 1 x 384 on 1 thread 1.02x (12 rounds), and 1 x 512 on 2
+/// threads (256 rows a thread, whole under either rule: the control) 1.00x. Blocking every
+/// product, however small, measured no better (1 x 128 and 1 x 256: 1.00x). On the AMD EPYC
+/// (1 MiB L2) the rule now blocks 171-341 rows of depth 768, such as the 256 rows a thread of a
+/// 1 x 512 forward on 2 threads; not measured there.
 template <typename T>
 Index packed_gemm_block_rows(Index m, Index k, Index l2 = packed_gemm_l2_bytes()) {
-  return m * k * Index{sizeof(T)} <= l2 ? std::max<Index>(m, 1) : packed_gemm_rows;
+  return 2 * m * k * Index{sizeof(T)} <= l2 ? std::max<Index>(m, 1) : packed_gemm_rows;
 }
 
 /// packed_gemm on rows [0, m) only: panel by panel, each in passes of packed_gemm_kc.
@@ -594,9 +606,9 @@ void packed_gemm_block(Index m, Index k, const T* a, Index lda, const B* packed,
 /// c (m, n) = start + a (m, k) * b (k, n) for columns [col_begin, col_end), b packed panel by
 /// panel (see PackedMatrix): the panel starting at column j holds its k rows contiguously from
 /// packed[j * k]. col_begin must start a panel and col_end end one. Rows go in blocks (all of them
-/// at once while their activations fit in L2, see packed_gemm_block_rows); within a block, each
-/// panel is streamed in order, in passes of packed_gemm_kc rows (the first starting from `start`,
-/// the others from c).
+/// at once while their activations fit in half the L2, see packed_gemm_block_rows); within a
+/// block, each panel is streamed in order, in passes of packed_gemm_kc rows (the first starting
+/// from `start`, the others from c).
 /// A pass's first row tile prefetches ahead of the rows it reads, and its row tiles together (see
 /// prefetch_share) prefetch the block the next pass reads, at the pace of the arithmetic rather
 /// than in a burst when that pass begins (into L1 or L2 depending on the CPU and the pass's rows,
@@ -609,7 +621,8 @@ void packed_gemm_block(Index m, Index k, const T* a, Index lda, const B* packed,
 /// bench_stack Stack12 bert-base, against the build that runs all rows at once): 1.01-1.10x
 /// faster at 8 x 128 and 1 x 512 tokens on one thread, 1.00-1.07x on two; 128 tokens, which fit,
 /// unchanged. Always blocking rows instead lost 1-10 % where they fit (1 x 128: 0.95-0.99x;
-/// 1 x 512 on 2 threads, 256 rows per thread: 0.90-0.99x in two A/Bs).
+/// 1 x 512 on 2 threads, 256 rows per thread: 0.90-0.99x in two A/Bs); see
+/// packed_gemm_block_rows for the half-L2 rule of 2026-12-07 and what it measured.
 ///
 /// epilogue(first row, rows, first column, columns) runs on a block of c as soon as it is done.
 template <typename T, typename B, typename Epilogue>
