@@ -188,19 +188,35 @@ TEST(PackedPrefetch, IntoL1WhilePassesHaveAtMostTheLimitsTiles) {
   }
 }
 
-TEST(PackedRowBlocks, RowsRunWholeWhileTheirActivationsFitInHalfTheL2) {
+TEST(PackedRowBlocks, RowsRunWholeWhileTheirActivationsFitTheBudget) {
   using sf::ops::detail::packed_gemm_block_rows;
   const Index block = sf::ops::detail::packed_gemm_rows;
-  EXPECT_EQ(packed_gemm_block_rows<float>(100, 10, 8000), 100) << "4000 bytes in half of 8000";
-  EXPECT_EQ(packed_gemm_block_rows<float>(100, 10, 7999), block);
-  EXPECT_EQ(packed_gemm_block_rows<double>(100, 10, 8000), block) << "8000 bytes";
-  EXPECT_EQ(packed_gemm_block_rows<float>(1024, 768, 2 << 20), block) << "3 MiB in a 2 MiB L2";
-  EXPECT_EQ(packed_gemm_block_rows<float>(512, 768, 2 << 20), block) << "1.5 MiB in a 2 MiB L2";
-  EXPECT_EQ(packed_gemm_block_rows<float>(256, 768, 2 << 20), 256) << "768 KiB in a 2 MiB L2";
-  EXPECT_EQ(packed_gemm_block_rows<float>(256, 768, 1 << 20), block) << "768 KiB in a 1 MiB L2";
-  EXPECT_EQ(packed_gemm_block_rows<float>(128, 768, 1 << 20), 128) << "384 KiB in a 1 MiB L2";
-  EXPECT_EQ(packed_gemm_block_rows<float>(0, 768, 1 << 20), 1) << "no rows: one empty block";
-  EXPECT_GT(sf::ops::detail::packed_gemm_l2_bytes(), 0);
+  EXPECT_EQ(packed_gemm_block_rows<float>(100, 10, 4000), 100) << "4000 bytes in 4000";
+  EXPECT_EQ(packed_gemm_block_rows<float>(100, 10, 3999), block);
+  EXPECT_EQ(packed_gemm_block_rows<double>(100, 10, 4000), block) << "8000 bytes in 4000";
+  EXPECT_EQ(packed_gemm_block_rows<float>(0, 768, 4000), 1) << "no rows: one empty block";
+  EXPECT_EQ(packed_gemm_block_rows<float>(64, 10, 1), block) << "a budget below one row";
+}
+
+TEST(PackedRowBlocks, BudgetIsHalfTheL2OnIntelAndEightL2sOnAmd) {
+  using sf::ops::detail::packed_gemm_block_rows;
+  using sf::ops::detail::packed_gemm_whole_bytes_for;
+  const Index block = sf::ops::detail::packed_gemm_rows;
+  const Index intel = packed_gemm_whole_bytes_for(2 << 20, false);
+  const Index amd = packed_gemm_whole_bytes_for(1 << 20, true);
+  EXPECT_EQ(intel, 1 << 20);
+  EXPECT_EQ(amd, 8 << 20);
+  EXPECT_EQ(packed_gemm_whole_bytes_for(1 << 20, false), 1 << 19) << "not AMD: half the L2";
+  // Intel Xeon, 2 MiB L2: 256 rows of depth 768 (768 KiB) whole, 512 (1.5 MiB) in blocks.
+  EXPECT_EQ(packed_gemm_block_rows<float>(256, 768, intel), 256);
+  EXPECT_EQ(packed_gemm_block_rows<float>(512, 768, intel), block);
+  EXPECT_EQ(packed_gemm_block_rows<float>(128, 3072, intel), block) << "1.5 MiB";
+  // AMD EPYC, 1 MiB L2: 1024 rows of depth 768 (3 MiB) whole, of depth 3072 (12 MiB) in blocks.
+  EXPECT_EQ(packed_gemm_block_rows<float>(1024, 768, amd), 1024);
+  EXPECT_EQ(packed_gemm_block_rows<float>(682, 3072, amd), 682) << "just under 8 MiB";
+  EXPECT_EQ(packed_gemm_block_rows<float>(683, 3072, amd), block) << "just over 8 MiB";
+  EXPECT_EQ(packed_gemm_block_rows<float>(1024, 3072, amd), block);
+  EXPECT_GT(sf::ops::detail::packed_gemm_whole_bytes(), 0);
 }
 
 TYPED_TEST(Packed, EachPassPrefetchesTheBlockTheNextPassReads) {
@@ -280,10 +296,11 @@ TYPED_TEST(Packed, GemmMatchesNaiveAndTheUnpackedKernelBitForBit) {
 TYPED_TEST(Packed, EpilogueSeesEveryElementOnceWhenItIsFinal) {
   using T = TypeParam;
   const Index k = 70, n = 3 * 16 * 2 + 16 + 5;  // every panel kind for SSE to AVX-512
-  // Rows in one block; in test_packed_blocked (8 KiB "L2"), whole blocks of rows and a partial one.
+  // Rows in one block; in test_packed_blocked (4 KiB budget), whole blocks of rows and a partial
+  // one.
   for (Index m : {Index(7), 2 * sf::ops::detail::packed_gemm_rows + 5}) {
     const Index block = sf::ops::detail::packed_gemm_block_rows<T>(m, k);
-#if SHAREFORMER_PACKED_GEMM_L2_BYTES > 0
+#if SHAREFORMER_PACKED_GEMM_WHOLE_BYTES > 0
     EXPECT_EQ(block, m == 7 ? m : sf::ops::detail::packed_gemm_rows) << m << " rows";
 #endif
     const RowMatrix<T> a = random_matrix<T>(m, k, 5), b = random_matrix<T>(k, n, 6);

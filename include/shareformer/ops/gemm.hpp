@@ -218,8 +218,8 @@ void gemm_into(ConstMatrixRef<T> a, const B& b, GemmStart<T> start, MatrixRef<T>
 
 /// c = start + a * b with b packed (PackedMatrix, elements T or, for T = float, bfloat16): the
 /// small_gemm kernel streams each panel once per block of rows (one block while the rows'
-/// activations fit in half the L2, see detail::packed_gemm_block_rows). Each thread takes whole
-/// panels.
+/// activations fit a budget per CPU, see detail::packed_gemm_whole_bytes_for). Each thread takes
+/// whole panels.
 template <typename T, typename Epilogue = NoEpilogue, typename B>
 void gemm_into(ConstMatrixRef<T> a, const PackedMatrix<T, B>& b, GemmStart<T> start, MatrixRef<T> c,
                int threads, GemmScratch<T>& /*unused: b is packed already*/,

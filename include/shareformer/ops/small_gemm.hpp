@@ -534,8 +534,8 @@ NextBlock next_packed_block(const B* packed, Index k, Index n, Index j, Index k0
           std::min(packed_gemm_kc, k) * packed_panel_width<T>(j + w, n) * Index{sizeof(B)}};
 }
 
-/// Rows of one block of a product with packed weights whose activations take more than half the
-/// L2 (see packed_gemm_block_rows). bench_ops GemmRoute (Intel Xeon, 2 MiB L2, 512-4096 rows, 3
+/// Rows of one block of a product with packed weights whose activations exceed the CPU's budget
+/// (see packed_gemm_whole_bytes_for). bench_ops GemmRoute (Intel Xeon, 2 MiB L2, 512-4096 rows, 3
 /// rounds): blocks of 64 rows 1.03-1.25x faster than no blocks, 128 the same as 64, 256 slower
 /// than 64; benchmarks/ab (2026-11-29, 1024 rows, 30 rounds): 128 0.91-1.00x and 256 0.94-0.97x
 /// of 64.
@@ -544,36 +544,57 @@ NextBlock next_packed_block(const B* packed, Index k, Index n, Index j, Index k0
 #endif
 inline constexpr Index packed_gemm_rows = SHAREFORMER_PACKED_GEMM_ROWS;
 
-/// The L2 size, in bytes, that packed_gemm_block_rows plans for: SHAREFORMER_PACKED_GEMM_L2_BYTES
-/// when set above 0, else the size Eigen reads from the CPU (Eigen::l2CacheSize()).
-#ifndef SHAREFORMER_PACKED_GEMM_L2_BYTES
-#define SHAREFORMER_PACKED_GEMM_L2_BYTES 0
+/// The most bytes of activations (m x k of T) that packed_gemm runs as one block of rows, for an
+/// L2 of `l2` bytes: half of it on Intel CPUs and on CPUs not measured, eight times it on AMD's.
+/// A block's activations stay in cache while every panel of the weights streams past them;
+/// outside it, whole rows cost the activations' trip from further out for every panel, and
+/// blocks of rows cost the weights' trip once per block. Which costs more depends on the CPU:
+/// - Intel Xeon (family 6 model 207, 2 MiB L2; 2026-12-07, benchmarks/ab, the rules alternated
+///   in one process, outputs bit-identical): with half the L2, not all of it as until then,
+///   products of 512 rows onto 768 x 3072 and 768 x 2304 (1.5 MiB of activations) 1.04-1.06x
+///   faster in blocks (10 rounds), 3072 x 768 (blocked either way) 1.00x; whole bert-base
+///   forwards 1 x 512 on 1 thread 1.03x (16 rounds), 8 x 128 on 2 threads (512 rows a thread)
+///   1.04x (10 rounds), unshared 1 x 384 on 1 thread 1.02x (12 rounds), and 1 x 512 on 2 threads
+///   (256 rows a thread, whole under either rule: the control) 1.00x. Blocking every product,
+///   however small, measured no better (1 x 128 and 1 x 256: 1.00x).
+/// - AMD EPYC (Zen 5, 1 MiB L2 a core; 2026-12-07, the same way), where the L3 feeds the
+///   activations almost as fast as the L2: whole rows against blocks of 64, 1 thread, 10-12
+///   rounds: onto 768 x 3072 1.02-1.03x faster at 192-768 rows (0.56-2.3 MiB), 768 x 2304 1.03x
+///   at 1024 and 1.02x at 2048 (6 MiB); onto 3072 x 768 1.01-1.03x at 64-512 rows, 1.01x at 1024
+///   (12 MiB), 0.89x at 2048 and 0.82x at 4096 (24 and 48 MiB); 4096 x 768 x 3072 (12 MiB) 0.98x.
+///   Eight L2s (8 MiB) sit between the last size whole rows won and the first they lost. Whole
+///   bert-base forwards under this rule against half the L2 (12-30 rounds, per-round medians):
+///   shared 1 x 512 1.015x on 1 thread and 1.03x on 2, 1 x 128 shared and unshared 1.01x on
+///   either, 8 x 128 shared and unshared 1.00x and 1.03x (16 rounds); 16 MiB or no blocks at all
+///   instead measured the same as 8 MiB within the noise (8 x 128, 16-20 rounds).
+/// Why the two CPUs differ was not traced (no hardware counters on these VMs); the L3 a core
+/// can reach quickly (32 MiB per 8 cores on the AMD) is the likely difference.
+inline Index packed_gemm_whole_bytes_for(Index l2, bool amd) { return amd ? 8 * l2 : l2 / 2; }
+
+/// packed_gemm_whole_bytes_for this CPU (its L2 as Eigen reads it, Eigen::l2CacheSize()), or
+/// SHAREFORMER_PACKED_GEMM_WHOLE_BYTES when set above 0.
+#ifndef SHAREFORMER_PACKED_GEMM_WHOLE_BYTES
+#define SHAREFORMER_PACKED_GEMM_WHOLE_BYTES 0
 #endif
-inline Index packed_gemm_l2_bytes() {
-  static const Index bytes = SHAREFORMER_PACKED_GEMM_L2_BYTES > 0
-                                 ? Index{SHAREFORMER_PACKED_GEMM_L2_BYTES}
-                                 : static_cast<Index>(Eigen::l2CacheSize());
+inline Index packed_gemm_whole_bytes() {
+  static const Index bytes = [] {
+    if (SHAREFORMER_PACKED_GEMM_WHOLE_BYTES > 0) return Index{SHAREFORMER_PACKED_GEMM_WHOLE_BYTES};
+    bool amd = false;
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    __builtin_cpu_init();
+    amd = __builtin_cpu_is("amd");
+#endif
+    return packed_gemm_whole_bytes_for(static_cast<Index>(Eigen::l2CacheSize()), amd);
+  }();
   return bytes;
 }
 
 /// Rows packed_gemm takes at a time for a product over m rows of depth k: all of them while their
-/// activations (m x k of T) fit in half of `l2` bytes, else blocks of packed_gemm_rows. A block's
-/// activations then stay in L2 while every panel of the weights streams past them, instead of
-/// coming again from L3 for every panel; the other half is the panels' (the one being read and
-/// the next, prefetched) and the output's.
-/// Half, not all of it, as it was until 2026-12-07: measured on the Intel Xeon (2 MiB L2;
-/// benchmarks/ab, the two rules alternated in one process, outputs bit-identical), products
-/// of 512 rows onto 768 x 3072 and 768 x 2304 (1.5 MiB of activations, three quarters of the L2)
-/// 1.04-1.06x faster in blocks (10 rounds), 3072 x 768 (blocked either way) 1.00x; whole
-/// bert-base forwards 1 x 512 on 1 thread 1.03x (16 rounds), 8 x 128 on 2 threads (512 rows a
-/// thread) 1.04x (10 rounds), unshared 1 x 384 on 1 thread 1.02x (12 rounds), and 1 x 512 on 2
-/// threads (256 rows a thread, whole under either rule: the control) 1.00x. Blocking every
-/// product, however small, measured no better (1 x 128 and 1 x 256: 1.00x). On the AMD EPYC
-/// (1 MiB L2) the rule now blocks 171-341 rows of depth 768, such as the 256 rows a thread of a
-/// 1 x 512 forward on 2 threads; not measured there.
+/// activations (m x k of T) take at most `whole_bytes` (see packed_gemm_whole_bytes_for), else
+/// blocks of packed_gemm_rows.
 template <typename T>
-Index packed_gemm_block_rows(Index m, Index k, Index l2 = packed_gemm_l2_bytes()) {
-  return 2 * m * k * Index{sizeof(T)} <= l2 ? std::max<Index>(m, 1) : packed_gemm_rows;
+Index packed_gemm_block_rows(Index m, Index k, Index whole_bytes = packed_gemm_whole_bytes()) {
+  return m * k * Index{sizeof(T)} <= whole_bytes ? std::max<Index>(m, 1) : packed_gemm_rows;
 }
 
 /// packed_gemm on rows [0, m) only: panel by panel, each in passes of packed_gemm_kc.
@@ -606,7 +627,7 @@ void packed_gemm_block(Index m, Index k, const T* a, Index lda, const B* packed,
 /// c (m, n) = start + a (m, k) * b (k, n) for columns [col_begin, col_end), b packed panel by
 /// panel (see PackedMatrix): the panel starting at column j holds its k rows contiguously from
 /// packed[j * k]. col_begin must start a panel and col_end end one. Rows go in blocks (all of them
-/// at once while their activations fit in half the L2, see packed_gemm_block_rows); within a
+/// at once while their activations fit the CPU's budget, see packed_gemm_whole_bytes_for); within a
 /// block, each panel is streamed in order, in passes of packed_gemm_kc rows (the first starting
 /// from `start`, the others from c).
 /// A pass's first row tile prefetches ahead of the rows it reads, and its row tiles together (see
@@ -622,7 +643,7 @@ void packed_gemm_block(Index m, Index k, const T* a, Index lda, const B* packed,
 /// faster at 8 x 128 and 1 x 512 tokens on one thread, 1.00-1.07x on two; 128 tokens, which fit,
 /// unchanged. Always blocking rows instead lost 1-10 % where they fit (1 x 128: 0.95-0.99x;
 /// 1 x 512 on 2 threads, 256 rows per thread: 0.90-0.99x in two A/Bs); see
-/// packed_gemm_block_rows for the half-L2 rule of 2026-12-07 and what it measured.
+/// packed_gemm_whole_bytes_for for the rule of 2026-12-07 (per CPU) and what it measured.
 ///
 /// epilogue(first row, rows, first column, columns) runs on a block of c as soon as it is done.
 template <typename T, typename B, typename Epilogue>
