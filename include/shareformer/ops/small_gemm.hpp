@@ -178,6 +178,23 @@ struct PrefetchLines {
   bool l1 = false;
 };
 
+/// The CPU's vendor, read once per process (GCC's and Clang's __builtin_cpu_is on x86; other
+/// compilers and CPUs: other). The kernel's tuning differs by vendor where measured so.
+enum class CpuVendor { intel, amd, other };
+inline CpuVendor cpu_vendor() {
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+  static const CpuVendor vendor = [] {
+    __builtin_cpu_init();
+    if (__builtin_cpu_is("intel")) return CpuVendor::intel;
+    if (__builtin_cpu_is("amd")) return CpuVendor::amd;
+    return CpuVendor::other;
+  }();
+  return vendor;
+#else
+  return CpuVendor::other;
+#endif
+}
+
 /// Passes of at most this many row tiles (64 rows with AVX-512's 8-row tiles) prefetch the next
 /// pass's block into L1; longer ones into L2 only, where it waits the whole pass without taking
 /// L1 from the rows being computed. The best level differs between the two CPUs measured, so it
@@ -200,14 +217,8 @@ struct PrefetchLines {
 inline Index prefetch_l1_max_tiles() {
 #if defined(SHAREFORMER_PREFETCH_L1_MAX_TILES)
   return SHAREFORMER_PREFETCH_L1_MAX_TILES;
-#elif defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-  static const Index tiles = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_is("intel") ? Index{0} : Index{8};
-  }();
-  return tiles;
 #else
-  return 8;
+  return cpu_vendor() == CpuVendor::intel ? Index{0} : Index{8};
 #endif
 }
 
@@ -577,15 +588,11 @@ inline Index packed_gemm_whole_bytes_for(Index l2, bool amd) { return amd ? 8 * 
 #define SHAREFORMER_PACKED_GEMM_WHOLE_BYTES 0
 #endif
 inline Index packed_gemm_whole_bytes() {
-  static const Index bytes = [] {
-    if (SHAREFORMER_PACKED_GEMM_WHOLE_BYTES > 0) return Index{SHAREFORMER_PACKED_GEMM_WHOLE_BYTES};
-    bool amd = false;
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-    __builtin_cpu_init();
-    amd = __builtin_cpu_is("amd");
-#endif
-    return packed_gemm_whole_bytes_for(static_cast<Index>(Eigen::l2CacheSize()), amd);
-  }();
+  static const Index bytes =
+      SHAREFORMER_PACKED_GEMM_WHOLE_BYTES > 0
+          ? Index{SHAREFORMER_PACKED_GEMM_WHOLE_BYTES}
+          : packed_gemm_whole_bytes_for(static_cast<Index>(Eigen::l2CacheSize()),
+                                        cpu_vendor() == CpuVendor::amd);
   return bytes;
 }
 
