@@ -132,5 +132,25 @@ class Targets(unittest.TestCase):
         self.assertAlmostEqual(t1["bert-base shared 1 x 16, 1 t"][0], 5.0)
 
 
+class PlotAxis(unittest.TestCase):
+    def run_with(self, summary):
+        """A run with a 100 GFLOP/s peak and one cell of 1e9 FLOPs timed with `summary`."""
+        c = cell("bert-base", "all", 1, 16, 1, 1e9, {"shareformer": 0.0})
+        c["peers"]["shareformer"]["summary"] = summary
+        return {"peak_gflops": {"1": {"gflops": 100.0}}, "peers": {"shareformer": {}},
+                "cells": [c]}
+
+    def test_the_peak_sets_the_top_when_every_rate_is_below_it(self):
+        # 1e9 FLOPs in 20 ms (fastest round) = 50 GFLOP/s < 100: top = 1.08 x 100.
+        run = self.run_with({"median_ms": 25.0, "round_min_ms": 20.0, "round_max_ms": 30.0})
+        self.assertAlmostEqual(report.gflops_axis_top(run), 108.0)
+
+    def test_the_fastest_round_sets_it_when_above_the_peak(self):
+        # Median 1e9 / 5 ms = 200 GFLOP/s, fastest round 1e9 / 4 ms = 250 (its error bar's top),
+        # both above the peak (as bfloat16 products run): top = 1.08 x 250 = 270.
+        run = self.run_with({"median_ms": 5.0, "round_min_ms": 4.0, "round_max_ms": 6.0})
+        self.assertAlmostEqual(report.gflops_axis_top(run), 270.0)
+
+
 if __name__ == "__main__":
     unittest.main()
